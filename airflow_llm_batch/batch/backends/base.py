@@ -1,0 +1,150 @@
+"""The contract every provider backend keeps. A backend is the only place that knows a wire format.
+
+Adding a provider means one file here (a :class:`BatchBackend` subclass registered in
+``backends/__init__.py``) and one emulator module; nothing else changes.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind, RawOutcome
+from airflow_llm_batch.batch.schema import ResponseSchema
+from airflow_llm_batch.batch.storage import StoragePath
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    """What one batch may hold at a provider. Tests lower these to force splitting.
+
+    :param max_requests: requests per batch.
+    :param max_bytes: bytes of the batch's request file (or inline body).
+    :param max_request_bytes: bytes of one request line.
+    :param custom_id_pattern: regex (full match) of the ids the provider accepts; ``None``: any string.
+    :param custom_id_max_length: longest id the provider accepts.
+    :param single_model_per_batch: whether every request of one batch must name the same model.
+    """
+
+    max_requests: int
+    max_bytes: int
+    max_request_bytes: int
+    custom_id_pattern: str | None = None
+    custom_id_max_length: int = 512
+    single_model_per_batch: bool = False
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> ProviderLimits:
+        if not overrides:
+            return self
+        unknown = set(overrides) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown provider limit(s): {sorted(unknown)}")
+        return replace(self, **dict(overrides))
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What a backend needs to build its SDK client. Built from a connection; never serialized.
+
+    :param api_key: the secret. Kept out of ``repr`` so it cannot reach a log by accident.
+    :param base_url: the provider endpoint; the emulator's URL in tests and the demo.
+    :param extra: provider-specific settings (organization, project, location, ...).
+    """
+
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChunkFile:
+    """One chunk of request lines written to the work dir, to become one batch."""
+
+    index: int
+    path: StoragePath
+    count: int
+    bytes: int
+    model: str
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """How each item becomes a request: the same for every item of a job."""
+
+    model: str
+    kind: Kind
+    system_prompt: str | None = None
+    parameters: Mapping[str, Any] = field(default_factory=dict)
+    response_schema: ResponseSchema | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class BatchBackend(ABC):
+    """One provider's batch API behind a provider-neutral surface.
+
+    Sync methods run in workers (submit, results); :meth:`aget_status` runs in the triggerer and
+    must never block its event loop, so it uses the SDK's async client.
+    """
+
+    provider: ClassVar[str]
+    default_limits: ClassVar[ProviderLimits]
+    supports_embeddings: ClassVar[bool] = True
+    console_url_template: ClassVar[str | None] = None
+
+    def __init__(self, config: ClientConfig, limits: ProviderLimits | None = None) -> None:
+        self.config = config
+        self.limits = limits or self.default_limits
+
+    # Building requests (no I/O) ------------------------------------------------------------
+    @abstractmethod
+    def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]:
+        """The provider-native body for one item's rendered prompt (or embedding input)."""
+
+    @abstractmethod
+    def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
+        """One line of the chunk file, in the form :meth:`submit_chunk` sends."""
+
+    def check_spec(self, spec: RequestSpec) -> None:  # noqa: B027 - optional hook
+        """Raise ConfigurationError for what this provider cannot do (called before any I/O)."""
+
+    # Talking to the provider ------------------------------------------------------------------
+    @abstractmethod
+    def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
+        """Create a batch from a chunk file, tagged with the job key where possible; return its id."""
+
+    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
+        """The batch an earlier try created for this chunk, if the provider can tell (tags)."""
+        return None
+
+    @abstractmethod
+    def get_status(self, batch_id: str) -> BatchStatus: ...
+
+    @abstractmethod
+    async def aget_status(self, batch_id: str) -> BatchStatus: ...
+
+    @abstractmethod
+    def cancel(self, batch_id: str) -> None: ...
+
+    async def acancel(self, batch_id: str) -> None:
+        raise NotImplementedError
+
+    @abstractmethod
+    def iter_outcomes(self, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
+        """Stream the ended batch's results, one outcome per result line, in any order."""
+
+    def test_connection(self) -> tuple[bool, str]:
+        """A cheap authenticated call, for the connection form's Test button."""
+        return False, f"{self.provider}: connection test is not implemented"
+
+    def console_url(self, batch_id: str) -> str | None:
+        if self.console_url_template is None:
+            return None
+        return self.console_url_template.format(batch_id=batch_id)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the sync client."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release the async client."""

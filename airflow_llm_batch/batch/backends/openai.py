@@ -1,0 +1,287 @@
+"""OpenAI Batch API: a JSONL file uploaded through the Files API, one batch per file.
+
+Wire facts (``shared/reference/provider-apis.md`` section 2): one model per input file; at most
+50,000 requests and 200 MB per batch; the job key travels in batch ``metadata``; successful lines
+go to the output file and failed ones (including expired: ``batch_expired``) to the error file.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import (
+    BatchBackend,
+    ChunkFile,
+    ProviderLimits,
+    RequestSpec,
+)
+from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI, OpenAI
+
+ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}
+META_JOB = "airflow_job"
+META_CHUNK = "airflow_chunk"
+
+_OUTCOMES = {
+    "completed": BatchOutcome.COMPLETED,
+    "failed": BatchOutcome.FAILED,
+    "expired": BatchOutcome.EXPIRED,
+    "cancelled": BatchOutcome.CANCELLED,
+}
+
+# Batch-level codes that OpenAI writes into the error file's ``error.code`` (no HTTP response).
+_LINE_ERROR_CODES = {
+    "batch_expired": ErrorType.EXPIRED,
+    "batch_cancelled": ErrorType.CANCELLED,
+}
+_CONTENT_CODES = {"content_filter", "content_policy_violation"}
+_CONTEXT_CODES = {"context_length_exceeded", "string_above_max_length"}
+
+
+class OpenAIBackend(BatchBackend):
+    provider = "openai"
+    default_limits = ProviderLimits(
+        max_requests=50_000,
+        max_bytes=200 * 1024 * 1024,
+        max_request_bytes=10 * 1024 * 1024,
+        custom_id_pattern=None,
+        custom_id_max_length=512,
+        single_model_per_batch=True,
+    )
+    console_url_template = "https://platform.openai.com/batches/{batch_id}"
+
+    # Building requests ---------------------------------------------------------------------
+    def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]:
+        if spec.kind is Kind.EMBEDDING:
+            return {"model": spec.model, "input": text, **spec.parameters}
+        messages = []
+        if spec.system_prompt:
+            messages.append({"role": "system", "content": spec.system_prompt})
+        messages.append({"role": "user", "content": text})
+        body: dict[str, Any] = {"model": spec.model, "messages": messages, **spec.parameters}
+        if spec.response_schema is not None:
+            body["response_format"] = _response_format(spec)
+        return body
+
+    def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
+        return {"custom_id": custom_id, "method": "POST", "url": ENDPOINTS[spec.kind], "body": body}
+
+    # Clients ------------------------------------------------------------------------------------
+    @functools.cached_property
+    def client(self) -> OpenAI:
+        from openai import OpenAI
+
+        return OpenAI(**self._client_kwargs())
+
+    @functools.cached_property
+    def async_client(self) -> AsyncOpenAI:
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(**self._client_kwargs())
+
+    def _client_kwargs(self) -> dict[str, Any]:
+        extra = self.config.extra
+        kwargs: dict[str, Any] = {
+            "api_key": self.config.api_key,
+            "base_url": self.config.base_url or None,
+            "organization": extra.get("organization") or None,
+            "project": extra.get("project") or None,
+            "max_retries": int(extra.get("max_retries", 2)),
+        }
+        if extra.get("timeout") is not None:
+            kwargs["timeout"] = float(extra["timeout"])
+        return kwargs
+
+    # Talking to the provider ----------------------------------------------------------------------
+    def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
+        with chunk.path.open("rb") as stream:
+            uploaded = self.client.files.create(file=(chunk.path.name, stream, "application/jsonl"), purpose="batch")
+        batch = self.client.batches.create(
+            input_file_id=uploaded.id,
+            endpoint=ENDPOINTS[spec.kind],  # type: ignore[arg-type]
+            completion_window="24h",
+            metadata=_metadata(job_key, chunk.index),
+        )
+        return batch.id
+
+    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
+        """OpenAI cannot filter batches by metadata, so scan the newest ones (the tag is exact)."""
+        wanted = _metadata(job_key, chunk_index)
+        for scanned, batch in enumerate(self.client.batches.list(limit=100)):
+            metadata = batch.metadata or {}
+            if metadata.get(META_JOB) == wanted[META_JOB] and metadata.get(META_CHUNK) == wanted[META_CHUNK]:
+                return batch.id
+            if scanned >= 1000:
+                break
+        return None
+
+    def get_status(self, batch_id: str) -> BatchStatus:
+        return _status_of(self.client.batches.retrieve(batch_id))
+
+    async def aget_status(self, batch_id: str) -> BatchStatus:
+        return _status_of(await self.async_client.batches.retrieve(batch_id))
+
+    def cancel(self, batch_id: str) -> None:
+        self.client.batches.cancel(batch_id)
+
+    async def acancel(self, batch_id: str) -> None:
+        await self.async_client.batches.cancel(batch_id)
+
+    def iter_outcomes(self, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
+        for key in ("output_file_id", "error_file_id"):
+            file_id = status.details.get(key)
+            if not file_id:
+                continue
+            with self.client.files.with_streaming_response.content(file_id) as response:
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield parse_result_line(line, kind)
+
+    def test_connection(self) -> tuple[bool, str]:
+        self.client.batches.list(limit=1)
+        return True, "Connected to the OpenAI Batch API"
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+
+    async def aclose(self) -> None:
+        if "async_client" in self.__dict__:
+            await self.async_client.close()
+
+
+def _response_format(spec: RequestSpec) -> dict[str, Any]:
+    assert spec.response_schema is not None
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": spec.response_schema.name, "schema": spec.response_schema.schema},
+    }
+
+
+def _metadata(job_key: JobKey, chunk_index: int) -> dict[str, str]:
+    # Values are capped at 512 characters by the API; the digest is what lookups match on, the
+    # readable parts are for people browsing the provider's console.
+    return {
+        META_JOB: job_key.digest(),
+        META_CHUNK: str(chunk_index),
+        "airflow_dag_id": job_key.dag_id[:512],
+        "airflow_task_id": job_key.task_id[:512],
+        "airflow_run_id": job_key.run_id[:512],
+    }
+
+
+def _status_of(batch: Any) -> BatchStatus:
+    counts = batch.request_counts
+    total = counts.total if counts else 0
+    completed = counts.completed if counts else 0
+    failed = counts.failed if counts else 0
+    errors = tuple(
+        f"{e.code}: {e.message}" + (f" (line {e.line})" if e.line is not None else "")
+        for e in ((batch.errors.data or []) if batch.errors else [])
+    )
+    usage = batch.usage
+    return BatchStatus(
+        batch_id=batch.id,
+        state=batch.status,
+        outcome=_OUTCOMES.get(batch.status),
+        total=total,
+        done=completed + failed,
+        failed=failed,
+        errors=errors,
+        details={
+            "output_file_id": batch.output_file_id,
+            "error_file_id": batch.error_file_id,
+            "input_tokens": usage.input_tokens if usage else None,
+            "output_tokens": usage.output_tokens if usage else None,
+        },
+    )
+
+
+def parse_result_line(line: str | bytes, kind: Kind) -> RawOutcome:
+    """One line of an output or error file. Malformed lines become server errors for their item."""
+    try:
+        record = jsonl.loads(line)
+        custom_id = record["custom_id"]
+    except (jsonl.JSONDecodeError, KeyError, TypeError):
+        return RawOutcome(
+            custom_id="",
+            succeeded=False,
+            error_type=ErrorType.SERVER_ERROR,
+            error_message="malformed result line",
+        )
+    response = record.get("response")
+    error = record.get("error")
+    if response is None or response.get("status_code") != 200:
+        return _failed_line(custom_id, response, error)
+    body = response.get("body") or {}
+    usage = body.get("usage") or {}
+    if kind is Kind.EMBEDDING:
+        data = body.get("data") or []
+        return RawOutcome(
+            custom_id=custom_id,
+            succeeded=bool(data),
+            embedding=data[0].get("embedding") if data else None,
+            error_type=None if data else ErrorType.SERVER_ERROR,
+            error_message=None if data else "no embedding in the response",
+            model=body.get("model"),
+            input_tokens=usage.get("prompt_tokens"),
+            output_tokens=0,
+        )
+    choice = (body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    finish_reason = choice.get("finish_reason")
+    outcome = RawOutcome(
+        custom_id=custom_id,
+        succeeded=True,
+        text=message.get("content"),
+        model=body.get("model"),
+        input_tokens=usage.get("prompt_tokens"),
+        output_tokens=usage.get("completion_tokens"),
+        finish_reason=finish_reason,
+    )
+    if finish_reason == "content_filter" or message.get("refusal"):
+        outcome.succeeded = False
+        outcome.error_type = ErrorType.CONTENT_FILTERED
+        outcome.error_message = message.get("refusal") or "the output was filtered by the provider"
+    return outcome
+
+
+def _failed_line(custom_id: str, response: dict[str, Any] | None, error: dict[str, Any] | None) -> RawOutcome:
+    if response is None:
+        code = (error or {}).get("code") or ""
+        return RawOutcome(
+            custom_id=custom_id,
+            succeeded=False,
+            error_type=_LINE_ERROR_CODES.get(code, ErrorType.SERVER_ERROR),
+            error_message=(error or {}).get("message") or code or "no response",
+        )
+    status_code = int(response.get("status_code") or 0)
+    body_error = ((response.get("body") or {}).get("error")) or {}
+    code = str(body_error.get("code") or body_error.get("type") or "")
+    message = body_error.get("message") or f"HTTP {status_code}"
+    return RawOutcome(
+        custom_id=custom_id,
+        succeeded=False,
+        error_type=classify_http_error(status_code, code),
+        error_message=message,
+    )
+
+
+def classify_http_error(status_code: int, code: str) -> ErrorType:
+    """OpenAI's per-request HTTP failures onto the taxonomy."""
+    if status_code == 429:
+        return ErrorType.RATE_LIMITED
+    if status_code >= 500 or status_code == 0:
+        return ErrorType.SERVER_ERROR
+    if status_code in (401, 403):
+        return ErrorType.AUTH
+    if code in _CONTENT_CODES:
+        return ErrorType.CONTENT_FILTERED
+    if code in _CONTEXT_CODES:
+        return ErrorType.CONTEXT_LENGTH
+    return ErrorType.INVALID_REQUEST

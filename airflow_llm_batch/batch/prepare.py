@@ -1,0 +1,226 @@
+"""Items to request files: render, validate, map ids, chunk to the provider's limits, write.
+
+One streaming pass over the items. Nothing here calls a provider: the caller submits the chunks
+only when :func:`prepare_chunks` returned without raising, so bad input fails before any API call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, RequestSpec
+from airflow_llm_batch.batch.storage import StoragePath
+from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
+from airflow_llm_batch.exceptions import InvalidInputError
+
+MAX_PROBLEMS_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """The chunk files of one job, ready to submit, and what identifies their content."""
+
+    chunks: tuple[ChunkFile, ...]
+    item_count: int
+    fingerprint: str
+
+
+class IdMapper:
+    """Maps user ids to ids the provider accepts, keeping the user's id where it already fits.
+
+    An id that does not fit (too long, characters the provider refuses) becomes ``h-`` plus a hash
+    of it; the ids file beside each chunk maps it back, so results always carry the user's id.
+    """
+
+    def __init__(self, pattern: str | None, max_length: int) -> None:
+        self._fits = re.compile(pattern).fullmatch if pattern else None
+        self._max_length = max_length
+        self._mapped: set[str] = set()
+
+    def custom_id(self, user_id: str) -> str:
+        fits = len(user_id) <= self._max_length and (self._fits is None or bool(self._fits(user_id)))
+        if fits and user_id not in self._mapped:
+            return user_id
+        digest = hashlib.blake2b(user_id.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+        mapped = f"h-{digest}"
+        self._mapped.add(mapped)
+        return mapped
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+        self.total = 0
+
+    def add(self, message: str) -> None:
+        self.total += 1
+        if len(self.shown) < MAX_PROBLEMS_SHOWN:
+            self.shown.append(message)
+
+    def raise_if_any(self) -> None:
+        if self.total:
+            raise InvalidInputError(self.shown, self.total)
+
+
+def item_id(item: Any, position: int, id_field: str) -> str:
+    """The user's id of an item as a string; raises with the item's position when it is unusable."""
+    if not isinstance(item, Mapping):
+        raise _ItemProblem(f"item #{position}: is a {type(item).__name__}, expected a mapping of fields")
+    value = item.get(id_field)
+    if value is None:
+        raise _ItemProblem(f"item #{position}: id field '{id_field}' is missing")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise _ItemProblem(
+            f"item #{position}: id field '{id_field}' is a {type(value).__name__}; use a string or integer"
+        )
+    text = str(value)
+    if not text.strip():
+        raise _ItemProblem(f"item #{position}: id field '{id_field}' is empty")
+    return text
+
+
+class _ItemProblem(Exception):
+    pass
+
+
+class _ChunkWriter:
+    """Rolls request lines into chunk files that respect the provider's count and byte limits."""
+
+    def __init__(self, out_dir: StoragePath, backend: BatchBackend) -> None:
+        self._dir = out_dir
+        self._limits = backend.limits
+        self._open: dict[str, tuple[int, jsonl.JsonlWriter, jsonl.JsonlWriter]] = {}
+        self._next_index = 0
+        self.chunks: list[ChunkFile] = []
+        self._models: dict[int, str] = {}
+        self._hash = hashlib.blake2b(digest_size=16)
+
+    def add(self, model: str, custom_id: str, user_id: str, line: bytes) -> None:
+        key = model if self._limits.single_model_per_batch else ""
+        current = self._open.get(key)
+        if current is not None:
+            _, writer, _ = current
+            if writer.count >= self._limits.max_requests or writer.bytes + len(line) + 1 > self._limits.max_bytes:
+                self._close(key)
+                current = None
+        if current is None:
+            current = self._start(key, model)
+        _, writer, ids = current
+        writer.write_bytes(line)
+        ids.write_bytes(jsonl.dumps([custom_id, user_id]))
+        self._hash.update(line)
+
+    def _start(self, key: str, model: str) -> tuple[int, jsonl.JsonlWriter, jsonl.JsonlWriter]:
+        index = self._next_index
+        self._next_index += 1
+        writer = jsonl.JsonlWriter(self._dir / f"chunk-{index:05d}.jsonl")
+        ids = jsonl.JsonlWriter(self._dir / f"chunk-{index:05d}.ids.jsonl")
+        self._models[index] = model
+        self._open[key] = (index, writer, ids)
+        return self._open[key]
+
+    def _close(self, key: str) -> None:
+        index, writer, ids = self._open.pop(key)
+        writer.close()
+        ids.close()
+        self.chunks.append(ChunkFile(index, writer.path, writer.count, writer.bytes, self._models[index]))
+
+    def finish(self) -> tuple[tuple[ChunkFile, ...], str]:
+        for key in list(self._open):
+            self._close(key)
+        return tuple(sorted(self.chunks, key=lambda c: c.index)), self._hash.hexdigest()
+
+
+def prepare_chunks(
+    items: Iterable[Any],
+    *,
+    id_field: str,
+    spec: RequestSpec,
+    backend: BatchBackend,
+    out_dir: StoragePath,
+    template: PromptTemplate | None = None,
+    body_field: str | None = None,
+) -> PreparedJob:
+    """Render, validate and write every item; raise :class:`InvalidInputError` listing the problems.
+
+    :param template: renders each item's prompt (chat) or input text (embedding).
+    :param body_field: alternatively, the item field holding a ready provider-native body.
+    """
+    backend.check_spec(spec)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    problems = _Problems()
+    seen: set[str] = set()
+    mapper = IdMapper(backend.limits.custom_id_pattern, backend.limits.custom_id_max_length)
+    chunks = _ChunkWriter(out_dir, backend)
+    max_request_bytes = backend.limits.max_request_bytes
+    count = 0
+    for position, item in enumerate(items):
+        count += 1
+        try:
+            user_id = item_id(item, position, id_field)
+        except _ItemProblem as problem:
+            problems.add(str(problem))
+            continue
+        if user_id in seen:
+            problems.add(f"item '{user_id}': id field '{id_field}' is a duplicate; ids must be unique in a run")
+            continue
+        seen.add(user_id)
+        try:
+            body = _body_of(item, spec, backend, template, body_field)
+        except TemplateFieldError as err:
+            problems.add(
+                f"item '{user_id}': field '{err.field}' {err.reason}; the prompt template uses {{{err.field}}}"
+            )
+            continue
+        except _ItemProblem as problem:
+            problems.add(f"item '{user_id}': {problem}")
+            continue
+        custom_id = mapper.custom_id(user_id)
+        try:
+            line = jsonl.dumps(backend.build_line(custom_id, spec, body))
+        except jsonl.orjson.JSONEncodeError as err:
+            problems.add(f"item '{user_id}': {_describe_encode_error(item, err)}")
+            continue
+        if len(line) > max_request_bytes:
+            problems.add(
+                f"item '{user_id}': its request is {len(line):,} bytes, above {backend.provider}'s limit of "
+                f"{max_request_bytes:,} bytes per request; shorten the item's text"
+            )
+            continue
+        if not problems.total:
+            chunks.add(str(body.get("model", spec.model)), custom_id, user_id, line)
+    problems.raise_if_any()
+    written, fingerprint = chunks.finish()
+    return PreparedJob(chunks=written, item_count=count, fingerprint=fingerprint)
+
+
+def _body_of(
+    item: Mapping[str, Any],
+    spec: RequestSpec,
+    backend: BatchBackend,
+    template: PromptTemplate | None,
+    body_field: str | None,
+) -> dict[str, Any]:
+    if body_field is not None:
+        body = item.get(body_field)
+        if not isinstance(body, Mapping):
+            raise _ItemProblem(f"field '{body_field}' must hold the provider-native request body (a mapping)")
+        return dict(body)
+    if template is None:  # the operator checks this at build time; kept for direct callers
+        raise _ItemProblem("no prompt template and no body field were given")
+    return backend.build_body(spec, template.render(item))
+
+
+def _describe_encode_error(item: Mapping[str, Any], err: Exception) -> str:
+    for name, value in item.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return f"field '{name}' is not valid UTF-8 (it holds an undecodable byte sequence)"
+    return f"its request cannot be encoded as JSON ({err})"

@@ -1,0 +1,215 @@
+"""Ended batches to result rows: normalize, validate structured output, reconcile, summarize.
+
+Works one batch at a time, so memory holds one chunk's id map (at most a provider's batch size),
+never the whole job. Every submitted id ends in exactly one row: a result line, or, when the
+provider returned none for it, a ``missing`` (or ``expired`` / ``cancelled``) row.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import BatchBackend
+from airflow_llm_batch.batch.job import JobLayout
+from airflow_llm_batch.batch.manifest import Manifest
+from airflow_llm_batch.batch.records import (
+    BatchOutcome,
+    BatchStatus,
+    ErrorType,
+    ItemResult,
+    ItemStatus,
+    Kind,
+    RawOutcome,
+)
+from airflow_llm_batch.batch.schema import OutputValidator
+from airflow_llm_batch.batch.storage import uri_of
+from airflow_llm_batch.exceptions import BatchFailedError
+
+log = logging.getLogger(__name__)
+
+_UNSEEN_BY_OUTCOME = {
+    BatchOutcome.EXPIRED: (ErrorType.EXPIRED, "the batch expired before this item ran"),
+    BatchOutcome.CANCELLED: (ErrorType.CANCELLED, "the batch was cancelled before this item ran"),
+}
+
+
+class RowSink(Protocol):
+    uri: str
+
+    def write(self, row: ItemResult) -> None: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class ResultsSummary:
+    """What the Results task returns through XCom: counts, tokens and where the files are."""
+
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retryable: int = 0
+    permanent: int = 0
+    by_error_type: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, row: ItemResult) -> None:
+        self.items += 1
+        if row.status == ItemStatus.SUCCEEDED:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+            self.by_error_type[row.error_type or "unknown"] += 1
+            if row.retryable:
+                self.retryable += 1
+            else:
+                self.permanent += 1
+        self.input_tokens += row.input_tokens or 0
+        self.output_tokens += row.output_tokens or 0
+
+
+def collect_results(
+    manifest: Manifest,
+    backend: BatchBackend,
+    layout: JobLayout,
+    sink: RowSink,
+    validator: OutputValidator | None,
+    on_batch: Callable[[str, BatchStatus], None] | None = None,
+) -> dict[str, Any]:
+    """Write one row per submitted item to ``sink`` and the failed ids to ``failed_items.jsonl``."""
+    kind = Kind(manifest.kind)
+    summary = ResultsSummary()
+    layout.results_dir.mkdir(parents=True, exist_ok=True)
+    failed_path = layout.results_dir / "failed_items.jsonl"
+    with jsonl.JsonlWriter(failed_path) as failed_items:
+        try:
+            for entry in manifest.batches:
+                status = backend.get_status(entry.batch_id)
+                if on_batch is not None:
+                    on_batch(entry.batch_id, status)
+                _check_ended(status)
+                rows = _batch_rows(manifest, backend, layout, entry.chunk, status, kind, validator)
+                for row, custom_id in rows:
+                    sink.write(row)
+                    summary.add(row)
+                    if row.status == ItemStatus.FAILED:
+                        failed_items.write(
+                            {
+                                "id": row.id,
+                                "custom_id": custom_id,
+                                "chunk": entry.chunk,
+                                "error_type": row.error_type,
+                                "retryable": row.retryable,
+                            }
+                        )
+        finally:
+            sink.close()
+    result = {
+        "job_key": manifest.job_key.as_string(),
+        "provider": manifest.provider,
+        "model": manifest.model,
+        "attempt": manifest.attempt,
+        "items": summary.items,
+        "succeeded": summary.succeeded,
+        "failed": summary.failed,
+        "retryable": summary.retryable,
+        "permanent": summary.permanent,
+        "by_error_type": dict(sorted(summary.by_error_type.items())),
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
+        "output_uri": sink.uri,
+        "failed_items_uri": uri_of(failed_path),
+        "work_uri": manifest.work_uri,
+        "batch_ids": manifest.batch_ids,
+    }
+    with (layout.results_dir / "summary.json").open("wb") as stream:
+        stream.write(jsonl.dumps(result, option=jsonl.orjson.OPT_INDENT_2))
+    return result
+
+
+def _check_ended(status: BatchStatus) -> None:
+    if not status.ended:
+        raise BatchFailedError(
+            f"batch {status.batch_id} is still {status.state}; wait for it with LLMBatchCompletionSensor "
+            "before collecting results"
+        )
+    if status.outcome is BatchOutcome.FAILED:
+        details = "; ".join(status.errors) or "the provider gave no reason"
+        raise BatchFailedError(f"batch {status.batch_id} failed as a whole ({details})")
+
+
+def _batch_rows(
+    manifest: Manifest,
+    backend: BatchBackend,
+    layout: JobLayout,
+    chunk: int,
+    status: BatchStatus,
+    kind: Kind,
+    validator: OutputValidator | None,
+) -> Any:
+    """Yield ``(row, custom_id)`` for every id of the chunk, result lines first, then the unseen."""
+    ids: dict[str, str] = dict(jsonl.read_jsonl(layout.ids_file(chunk)))
+    seen: set[str] = set()
+    common = {"provider": manifest.provider, "batch_id": status.batch_id, "attempt": manifest.attempt}
+    for outcome in backend.iter_outcomes(status, kind):
+        user_id = ids.get(outcome.custom_id)
+        if user_id is None:
+            log.warning("Batch %s returned a result line for an unknown id; ignored", status.batch_id)
+            continue
+        if outcome.custom_id in seen:
+            log.warning("Batch %s returned a second result for item %r; kept the first", status.batch_id, user_id)
+            continue
+        seen.add(outcome.custom_id)
+        yield to_item_result(user_id, outcome, validator, manifest.model, common), outcome.custom_id
+    unseen_type, unseen_message = _UNSEEN_BY_OUTCOME.get(
+        status.outcome or BatchOutcome.COMPLETED,
+        (ErrorType.MISSING, "the provider returned no result for this item"),
+    )
+    for custom_id, user_id in ids.items():
+        if custom_id not in seen:
+            yield (
+                ItemResult.failure(user_id, unseen_type, unseen_message, model=manifest.model, **common),
+                custom_id,
+            )
+
+
+def to_item_result(
+    user_id: str,
+    outcome: RawOutcome,
+    validator: OutputValidator | None,
+    model: str,
+    common: dict[str, Any],
+) -> ItemResult:
+    row = ItemResult(
+        id=user_id,
+        status=ItemStatus.SUCCEEDED if outcome.succeeded else ItemStatus.FAILED,
+        text=outcome.text,
+        embedding=outcome.embedding,
+        model=outcome.model or model,
+        input_tokens=outcome.input_tokens,
+        output_tokens=outcome.output_tokens,
+        finish_reason=outcome.finish_reason,
+        **common,
+    )
+    if not outcome.succeeded:
+        error_type = outcome.error_type or ErrorType.SERVER_ERROR
+        row.error_type = error_type.value
+        row.error_message = outcome.error_message
+        row.retryable = error_type.retryable
+        return row
+    if validator is not None:
+        parsed, reason = validator.parse(outcome.text)
+        if reason is not None:
+            row.status = ItemStatus.FAILED
+            row.error_type = ErrorType.INVALID_OUTPUT.value
+            row.error_message = f"output {reason}"
+            row.retryable = True
+        else:
+            row.json = parsed
+    return row

@@ -1,0 +1,50 @@
+"""Every error this package raises on purpose derives from :class:`LLMBatchError`.
+
+The messages are written for the person reading the task log: they say which item, which
+field, and what to change. They never carry an API key or an item's text.
+"""
+
+from __future__ import annotations
+
+
+class LLMBatchError(Exception):
+    """Base class of the package's errors."""
+
+
+class InvalidInputError(LLMBatchError, ValueError):
+    """The input cannot become a batch. Raised before any API call.
+
+    :param problems: one line per problem, each naming the item and the field.
+    :param total: how many problems were found in all (``problems`` may list only the first ones).
+    """
+
+    def __init__(self, problems: list[str], total: int | None = None) -> None:
+        self.problems = list(problems)
+        self.total = total if total is not None else len(problems)
+        if self.total == 1:
+            message = self.problems[0]
+        else:
+            shown = "\n  - ".join(self.problems)
+            more = self.total - len(self.problems)
+            tail = f"\n  ... and {more} more" if more > 0 else ""
+            message = f"{self.total} input problems, nothing was submitted:\n  - {shown}{tail}"
+        super().__init__(message)
+
+
+class ConfigurationError(LLMBatchError, ValueError):
+    """An operator or connection is set up in a way that cannot work (wrong provider, kind, ...)."""
+
+
+class BatchFailedError(LLMBatchError):
+    """A whole batch failed at the provider (input validation, billing, ...).
+
+    Batch-level failures are reported as such and never turned into per-item rows.
+    """
+
+
+class BatchTimeoutError(LLMBatchError):
+    """The deadline fixed at submit time passed before every batch ended."""
+
+
+class StateConflictError(LLMBatchError):
+    """The work dir holds state for this job key that does not match the current input."""

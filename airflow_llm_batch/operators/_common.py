@@ -1,0 +1,54 @@
+"""What the three tasks share: the job key of a task instance, the work dir, the backend of a manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+
+
+def job_key_of(context: Any) -> JobKey:
+    """``(dag_id, task_id, run_id, map_index)``: the same on every retry of one task instance."""
+    ti = context["ti"]
+    map_index = getattr(ti, "map_index", -1)
+    return JobKey(
+        dag_id=ti.dag_id,
+        task_id=ti.task_id,
+        run_id=ti.run_id,
+        map_index=-1 if map_index is None else int(map_index),
+    )
+
+
+def resolve_work_dir(explicit: str | None, hook: LLMBatchHook) -> Any:
+    """The operator's ``work_dir``, else the connection's, else ``[llm_batch] work_dir``, else
+    ``$AIRFLOW_HOME/llm_batch``."""
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_llm_batch.config import default_work_dir
+
+    chosen = explicit or hook.connection_extra().get("work_dir") or default_work_dir()
+    return ObjectStoragePath(str(chosen))
+
+
+def storage_path(uri: str) -> Any:
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath(uri)
+
+
+class LiteralItems:
+    """A literal list of items, kept out of Jinja: item text is data, never a template.
+
+    Airflow renders every string inside a list in ``template_fields``; wrapping the list keeps a
+    ticket that contains ``{{ }}`` exactly as written, while an XComArg or a URI string is still
+    resolved or rendered as usual.
+    """
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def __repr__(self) -> str:
+        return f"<{len(self.items)} literal items>"

@@ -1,0 +1,193 @@
+"""LLMBatchSubmitOperator: items in, batches created, a small manifest out through XCom."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from airflow_llm_batch.batch.records import Kind
+from airflow_llm_batch.exceptions import ConfigurationError
+from airflow_llm_batch.links import LLMBatchConsoleLink, push_console_url
+from airflow_llm_batch.operators._common import LiteralItems
+
+NO_EMBEDDINGS = {"anthropic"}
+
+
+class LLMBatchSubmitOperator(BaseOperator):
+    """Render one request per item, validate them all, and submit them as provider batches.
+
+    Bad input (a missing or duplicate id, a field the template uses that an item lacks, a request
+    above the provider's size limit) fails the task before any API call, naming the item and field.
+    A retry of the task re-attaches to the batches its earlier try created (see the state file in
+    the work dir) instead of paying for them again.
+
+    :param items: a list of mappings (literal, or ``other_task.output``), or the URI of a JSONL,
+        Parquet or CSV file (``/data/tickets.jsonl``, ``s3://bucket/{{ ds }}/tickets.parquet``).
+        Literal item text is never rendered by Jinja.
+    :param id_field: the field holding each item's unique id; results carry it.
+    :param prompt_template: the user message (or embedding input) with ``{field}`` placeholders
+        filled from the item; ``{{`` and ``}}`` for literal braces. Jinja (``{{ ds }}``) runs first.
+    :param model: the provider's model name.
+    :param conn_id: the connection; its type picks the provider.
+    :param kind: ``"chat"`` or ``"embedding"``.
+    :param system_prompt: the system message of every request.
+    :param parameters: extra body parameters (``max_tokens``, ``temperature``, ``dimensions``...).
+    :param response_schema: a JSON schema dict or pydantic model class; outputs are validated.
+    :param body_field: instead of a template, take each item's provider-native body from this field.
+    :param items_format: ``jsonl``, ``parquet`` or ``csv`` when the URI's suffix does not tell.
+    :param provider: overrides the provider the connection type implies.
+    :param work_dir: where request and result files go (any ObjectStoragePath URI).
+    :param timeout: the deadline, counted from the first submit, after which the sensor stops waiting.
+    :param provider_limits: lower the provider's per-batch limits (``{"max_requests": 1000}``).
+    :param on_input_change: ``"fail"`` (default) or ``"resubmit"`` when a retry sees different input.
+    """
+
+    template_fields: Sequence[str] = (
+        "items",
+        "prompt_template",
+        "system_prompt",
+        "model",
+        "conn_id",
+        "parameters",
+        "work_dir",
+        "id_field",
+    )
+    template_fields_renderers = {"parameters": "json", "prompt_template": "md", "system_prompt": "md"}
+    operator_extra_links = (LLMBatchConsoleLink(),)
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        items: Any,
+        model: str,
+        id_field: str = "id",
+        prompt_template: str | None = None,
+        conn_id: str = "llm_batch_default",
+        kind: str = "chat",
+        system_prompt: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        response_schema: Any = None,
+        body_field: str | None = None,
+        items_format: str | None = None,
+        provider: str | None = None,
+        work_dir: str | None = None,
+        timeout: timedelta | float = timedelta(hours=24),
+        provider_limits: Mapping[str, Any] | None = None,
+        on_input_change: str = "fail",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.items = LiteralItems(items) if isinstance(items, list) else items
+        self.model = model
+        self.id_field = id_field
+        self.prompt_template = prompt_template
+        self.conn_id = conn_id
+        self.kind = _kind(kind)
+        self.system_prompt = system_prompt
+        self.parameters = dict(parameters or {})
+        self.response_schema = response_schema
+        self.body_field = body_field
+        self.items_format = items_format
+        self.provider = provider
+        self.work_dir = work_dir
+        self.timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
+        self.provider_limits = dict(provider_limits or {})
+        self.on_input_change = on_input_change
+        self._check_arguments()
+
+    def _check_arguments(self) -> None:
+        if self.prompt_template is None and self.body_field is None:
+            raise ConfigurationError(f"{self.task_id}: give prompt_template (or body_field for ready bodies)")
+        if self.on_input_change not in ("fail", "resubmit"):
+            raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
+        if self.kind is Kind.EMBEDDING and self.provider in NO_EMBEDDINGS:
+            raise ConfigurationError(
+                f"{self.task_id}: {self.provider} has no embeddings batch API; use provider 'openai' or 'gemini'"
+            )
+        if self.kind is Kind.EMBEDDING and self.response_schema is not None:
+            raise ConfigurationError(f"{self.task_id}: response_schema applies to chat requests, not embeddings")
+        schema = self.response_schema
+        if schema is not None and not isinstance(schema, dict) and not hasattr(schema, "model_json_schema"):
+            # Full JSON-schema validation waits for execute (still before any API call): importing
+            # jsonschema here would slow down every parse of the DAG file.
+            raise ConfigurationError(f"{self.task_id}: response_schema must be a JSON schema dict or pydantic model")
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        from airflow_llm_batch.batch import jsonl
+        from airflow_llm_batch.batch.backends.base import RequestSpec
+        from airflow_llm_batch.batch.job import JobLayout, submit_prepared
+        from airflow_llm_batch.batch.prepare import prepare_chunks
+        from airflow_llm_batch.batch.schema import ResponseSchema
+        from airflow_llm_batch.batch.templates import PromptTemplate
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir
+
+        hook = LLMBatchHook(self.conn_id, self.provider, self.provider_limits)
+        backend = hook.get_conn()
+        job_key = job_key_of(context)
+        spec = RequestSpec(
+            model=self.model,
+            kind=self.kind,
+            system_prompt=self.system_prompt or None,
+            parameters=self.parameters,
+            response_schema=ResponseSchema.coerce(self.response_schema),
+        )
+        layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
+        template = PromptTemplate(self.prompt_template) if self.prompt_template is not None else None
+        self.log.info(
+            "Preparing requests for %s (%s, model %s) in %s",
+            job_key.as_string(),
+            backend.provider,
+            self.model,
+            layout.root,
+        )
+        prepared = prepare_chunks(
+            self._iter_items(),
+            id_field=self.id_field,
+            spec=spec,
+            backend=backend,
+            out_dir=layout.requests_dir,
+            template=template,
+            body_field=self.body_field,
+        )
+        if spec.response_schema is not None:
+            with layout.schema_file.open("wb") as stream:
+                stream.write(jsonl.dumps(spec.response_schema.schema))
+        self.log.info("%d items in %d chunk(s); submitting", prepared.item_count, len(prepared.chunks))
+        manifest = submit_prepared(
+            prepared,
+            backend=backend,
+            spec=spec,
+            job_key=job_key,
+            layout=layout,
+            conn_id=self.conn_id,
+            attempt=1,
+            timeout_seconds=self.timeout_seconds,
+            on_input_change=self.on_input_change,
+        )
+        push_console_url(context, backend.provider, manifest.batch_ids)
+        backend.close()
+        self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
+        return manifest.to_dict()
+
+    def _iter_items(self) -> Iterator[Any]:
+        from airflow_llm_batch.io.sources import iter_file_items, iter_list_items
+        from airflow_llm_batch.operators._common import storage_path
+
+        items = self.items.items if isinstance(self.items, LiteralItems) else self.items
+        if isinstance(items, str):
+            return iter_file_items(storage_path(items), self.items_format)
+        if items is None:
+            raise ConfigurationError(f"{self.task_id}: items resolved to None; pass a list or a file URI")
+        return iter_list_items(items)
+
+
+def _kind(kind: str | Kind) -> Kind:
+    try:
+        return Kind(kind)
+    except ValueError:
+        raise ConfigurationError(f"kind must be 'chat' or 'embedding', not {kind!r}") from None

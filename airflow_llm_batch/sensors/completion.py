@@ -1,0 +1,147 @@
+"""LLMBatchCompletionSensor: waits for the batches of a manifest, deferrable by default."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+from airflow_llm_batch.links import LLMBatchConsoleLink, push_console_url
+
+# Extra seconds Airflow allows the deferral beyond the manifest's deadline, so the trigger's own
+# timeout event (which can cancel the batches) wins over Airflow's blunt TaskDeferralTimeout.
+DEFERRAL_GRACE_SECONDS = 600
+
+
+class LLMBatchCompletionSensor(BaseSensorOperator):
+    """Wait until every batch in ``manifest`` has ended; return the manifest with their statuses.
+
+    While deferred it holds no worker slot: the triggerer polls with the provider's async client.
+    The deadline comes from the manifest (fixed at submit time), so retries and triggerer restarts
+    never extend it. A batch that failed as a whole (input validation, billing) fails the task;
+    expired and cancelled batches do not: their finished items are collected by the Results task.
+
+    :param manifest: the Submit task's return value (``submit.output``).
+    :param deferrable: wait in the triggerer (default). ``False`` uses ``mode`` (poke or reschedule).
+    :param poll_interval: seconds between status polls; default ``[llm_batch] poll_interval`` (60).
+    :param cancel_on_timeout: cancel batches still running when the deadline passes.
+    """
+
+    template_fields: Sequence[str] = ("manifest",)
+    operator_extra_links = (LLMBatchConsoleLink(),)
+    ui_color = "#fdf3e1"
+
+    def __init__(
+        self,
+        *,
+        manifest: Any,
+        deferrable: bool = True,
+        poll_interval: float | None = None,
+        cancel_on_timeout: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        if poll_interval is None:
+            from airflow_llm_batch.config import default_poll_interval
+
+            poll_interval = default_poll_interval()
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(**kwargs)
+        self.manifest = manifest
+        self.deferrable = deferrable
+        self.poll_interval = float(poll_interval)
+        self.cancel_on_timeout = cancel_on_timeout
+
+    def _manifest(self) -> Any:
+        from airflow_llm_batch.batch.manifest import Manifest
+
+        return Manifest.from_dict(self.manifest)
+
+    def execute(self, context: Any) -> Any:
+        manifest = self._manifest()
+        if not manifest.batches:
+            self.log.info("No batches to wait for (the input had no items)")
+            return manifest.to_dict()
+        if not self.deferrable:
+            return super().execute(context)
+        from airflow_llm_batch.triggers.completion import LLMBatchCompletionTrigger
+
+        remaining = max(0.0, manifest.deadline - time.time())
+        self.log.info(
+            "Deferring until %d batch(es) end; deadline in %s", len(manifest.batches), timedelta(seconds=int(remaining))
+        )
+        self.defer(
+            trigger=LLMBatchCompletionTrigger(
+                conn_id=manifest.conn_id,
+                provider=manifest.provider,
+                batch_ids=manifest.batch_ids,
+                deadline=manifest.deadline,
+                poll_interval=self.poll_interval,
+                submitted_at=manifest.submitted_at,
+                totals={b.batch_id: b.count for b in manifest.batches},
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=remaining + self.poll_interval + DEFERRAL_GRACE_SECONDS),
+        )
+
+    def poke(self, context: Any) -> bool | PokeReturnValue:
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.progress import ProgressTracker
+
+        manifest = self._manifest()
+        backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+        progress = ProgressTracker(manifest.batch_ids, manifest.submitted_at)
+        statuses = {}
+        for entry in manifest.batches:
+            status = backend.get_status(entry.batch_id)
+            statuses[entry.batch_id] = status.summary()
+            for line in progress.update(status):
+                self.log.info(line)
+        if all(s["outcome"] for s in statuses.values()):
+            return PokeReturnValue(is_done=True, xcom_value=self._finish(context, manifest, statuses))
+        if time.time() >= manifest.deadline:
+            self._on_timeout(manifest, statuses)
+        return False
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        manifest = self._manifest()
+        statuses = event.get("batches") or {}
+        if event.get("status") == "success":
+            return self._finish(context, manifest, statuses)
+        if event.get("status") == "timeout":
+            self._on_timeout(manifest, statuses)
+        from airflow_llm_batch.exceptions import LLMBatchError
+
+        raise LLMBatchError(f"waiting for batches {manifest.batch_ids} failed: {event.get('message')}")
+
+    def _finish(self, context: Any, manifest: Any, statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from airflow_llm_batch.exceptions import BatchFailedError
+
+        for entry in manifest.batches:
+            entry.status = statuses.get(entry.batch_id)
+        failed = [e for e in manifest.batches if (e.status or {}).get("outcome") == "failed"]
+        if failed:
+            reasons = "; ".join(f"{e.batch_id}: {', '.join(e.status['errors']) or 'no reason given'}" for e in failed)
+            raise BatchFailedError(f"{len(failed)} batch(es) failed as a whole at {manifest.provider}: {reasons}")
+        push_console_url(context, manifest.provider, manifest.batch_ids)
+        outcomes = sorted({(e.status or {}).get("outcome") or "?" for e in manifest.batches})
+        self.log.info("All %d batch(es) ended: %s", len(manifest.batches), ", ".join(outcomes))
+        return manifest.to_dict()
+
+    def _on_timeout(self, manifest: Any, statuses: dict[str, dict[str, Any]]) -> None:
+        from airflow_llm_batch.exceptions import BatchTimeoutError
+
+        running = [b for b in manifest.batch_ids if not (statuses.get(b) or {}).get("outcome")]
+        if self.cancel_on_timeout and running:
+            from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+
+            backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+            for batch_id in running:
+                self.log.warning("Deadline passed: cancelling batch %s", batch_id)
+                backend.cancel(batch_id)
+        raise BatchTimeoutError(
+            f"the deadline fixed at submit time passed with {len(running)} batch(es) still running: {running}"
+            + (" (cancelled)" if self.cancel_on_timeout and running else "")
+        )

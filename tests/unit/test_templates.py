@@ -1,0 +1,44 @@
+import pytest
+
+from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
+from airflow_llm_batch.exceptions import ConfigurationError
+
+
+def test_fields_are_filled_from_the_item():
+    template = PromptTemplate("Subject: {subject}\n{body}")
+    assert template.fields == ("subject", "body")
+    assert template.render({"subject": "Hi", "body": "text", "other": 1}) == "Subject: Hi\ntext"
+
+
+def test_item_values_are_inserted_literally_and_never_rendered_again():
+    template = PromptTemplate("Ticket: {body}")
+    body = "my page shows {{ ds }} and {subject} and {0}"
+    assert template.render({"body": body}) == f"Ticket: {body}"
+
+
+def test_double_braces_in_the_template_are_literal_braces():
+    assert PromptTemplate('Answer like {{"a": 1}} for {x}').render({"x": "y"}) == 'Answer like {"a": 1} for y'
+
+
+def test_non_string_values_are_converted():
+    assert PromptTemplate("{n} items, ok={ok}").render({"n": 3, "ok": True}) == "3 items, ok=True"
+
+
+@pytest.mark.parametrize(("item", "reason"), [({}, "is missing"), ({"body": None}, "is null")])
+def test_a_missing_or_null_field_names_the_field(item, reason):
+    with pytest.raises(TemplateFieldError) as err:
+        PromptTemplate("{body}").render(item)
+    assert err.value.field == "body"
+    assert err.value.reason == reason
+
+
+def test_invalid_utf8_bytes_name_the_field():
+    with pytest.raises(TemplateFieldError) as err:
+        PromptTemplate("{body}").render({"body": b"\xff\xfe"})
+    assert err.value.reason == "is not valid UTF-8"
+
+
+@pytest.mark.parametrize("bad", ["{}", "{a!r}", "{a:>10}", "{unclosed"])
+def test_unsupported_placeholders_are_refused_when_the_template_is_built(bad):
+    with pytest.raises(ConfigurationError):
+        PromptTemplate(bad)
