@@ -8,9 +8,9 @@ from typing import Any
 
 def airflow_conf() -> Any:
     try:
-        from airflow.sdk import conf  # Airflow 3.2+
+        from airflow.sdk import conf  # type: ignore[attr-defined,unused-ignore]  # Airflow 3.2+
     except ImportError:  # Airflow 3.1
-        from airflow.configuration import conf
+        from airflow.configuration import conf  # type: ignore[assignment,unused-ignore]
     return conf
 
 

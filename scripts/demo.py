@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from airflow_llm_batch.emulator import Emulator
+from airflow_llm_batch.emulator import Emulator, Scenario
 from airflow_llm_batch.testing import AirflowCommandError, AirflowSandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def main() -> int:
     home = ROOT / ".demo" / "airflow-home"
     shutil.rmtree(home, ignore_errors=True)
     started = time.monotonic()
-    with Emulator(completion_seconds=4.0) as emulator:
+    with Emulator(Scenario(completion_seconds=4.0)) as emulator:
         print(f"Emulator listening on {emulator.url} (127.0.0.1 only)")
         sandbox = AirflowSandbox(home, ROOT / "dags_examples")
         sandbox.set_connection(

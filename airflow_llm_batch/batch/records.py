@@ -166,7 +166,7 @@ class BatchStatus:
         }
 
 
-_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._=+-]")
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 
 
 @dataclass(frozen=True, slots=True)

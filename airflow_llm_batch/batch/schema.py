@@ -73,7 +73,7 @@ class OutputValidator:
             return None, "the model returned no text"
         try:
             value = json.loads(_strip_code_fence(text))
-        except ValueError as err:
+        except json.JSONDecodeError as err:
             return None, f"not valid JSON ({err.msg} at char {err.pos})"
         error = next(iter(self._validator.iter_errors(value)), None)
         if error is not None:

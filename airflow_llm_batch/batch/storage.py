@@ -23,11 +23,8 @@ class StoragePath(Protocol):
 
 
 def uri_of(path: StoragePath) -> str:
-    """A URI a user can paste (``file:///...`` for local paths, ``s3://...`` otherwise)."""
-    as_uri = getattr(path, "as_uri", None)
-    if callable(as_uri):
-        try:
-            return str(as_uri())
-        except ValueError:
-            pass
+    """The path as a string that ``ObjectStoragePath`` (or ``pathlib``) turns back into the same path.
+
+    Not ``as_uri()``: it percent-encodes, and object-store paths are not decoded again.
+    """
     return str(path)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
 
 ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}
-META_JOB = "airflow_job"
+META_JOB = "airflow_job_key"
 META_CHUNK = "airflow_chunk"
 
 _OUTCOMES = {

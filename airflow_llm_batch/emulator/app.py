@@ -1,0 +1,38 @@
+"""The emulator's ASGI app: every provider under its own prefix, plus the control routes.
+
+OpenAI and the Gemini Developer API both serve ``/v1/batches/{id}``, so each provider lives under
+its own prefix (``reference/provider-apis.md`` section 1.1) and its SDK's ``base_url`` includes it.
+
+To add a provider: create ``emulator/<name>/`` with ``models.py``, ``responses.py`` and ``urls.py``
+(``urls.PROVIDER`` is a `ProviderSpec`, see ``emulator/openai/urls.py``) and add it to `PROVIDERS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import BaseRoute, Mount
+
+from airflow_llm_batch.emulator.control import control_routes
+from airflow_llm_batch.emulator.openai.urls import PROVIDER as OPENAI
+from airflow_llm_batch.emulator.state import EmulatorState
+from airflow_llm_batch.emulator.web import ProviderGate, ProviderSpec
+
+# One entry per emulated provider; the prefix is where its SDK's base_url points.
+PROVIDERS: list[ProviderSpec] = [
+    OPENAI,  # /openai     -> OpenAI(base_url=f"{url}/openai/v1")
+    # ANTHROPIC,  # /anthropic  -> Anthropic(base_url=f"{url}/anthropic")        emulator/anthropic/urls.py
+    # GEMINI,     # /gemini     -> HttpOptions(base_url=f"{url}/gemini")         emulator/gemini/urls.py
+]
+
+
+def create_app(state: EmulatorState, providers: Sequence[ProviderSpec] = PROVIDERS) -> Starlette:
+    """An app serving ``providers`` from ``state``; the state's backends are created on first use."""
+    routes: list[BaseRoute] = list(control_routes(state))
+    for spec in providers:
+        backend = state.attach_backend(spec.name, spec.create_backend)
+        routes.append(Mount(spec.prefix, routes=[*spec.routes(backend), spec.not_found_route()]))
+    middleware = [Middleware(ProviderGate, state=state, providers=providers)]
+    return Starlette(routes=routes, middleware=middleware)

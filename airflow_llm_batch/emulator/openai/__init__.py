@@ -1,0 +1,1 @@
+"""Emulated OpenAI Files and Batches API: ``models`` (state machine), ``responses`` (HTTP), ``urls``."""

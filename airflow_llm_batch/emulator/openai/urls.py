@@ -1,0 +1,37 @@
+"""Routes of the emulated OpenAI API, relative to the ``/openai`` prefix.
+
+The SDK's ``base_url`` is ``{emulator}/openai/v1``: it includes ``/v1`` and appends ``/files``,
+``/batches``... (``reference/provider-apis.md`` section 1.1).
+"""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute, Route
+
+from airflow_llm_batch.emulator.openai.models import OpenAIBackend
+from airflow_llm_batch.emulator.openai.responses import OpenAIResponses, error_body
+from airflow_llm_batch.emulator.web import ProviderSpec
+
+
+def routes(backend: OpenAIBackend) -> list[BaseRoute]:
+    api = OpenAIResponses(backend)
+    return [
+        Route("/v1/files", api.upload_file, methods=["POST"]),
+        Route("/v1/files", api.list_files, methods=["GET"]),
+        Route("/v1/files/{file_id}", api.retrieve_file, methods=["GET"]),
+        Route("/v1/files/{file_id}", api.delete_file, methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", api.file_content, methods=["GET"]),
+        Route("/v1/batches", api.create_batch, methods=["POST"]),
+        Route("/v1/batches", api.list_batches, methods=["GET"]),
+        Route("/v1/batches/{batch_id}", api.retrieve_batch, methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", api.cancel_batch, methods=["POST"]),
+    ]
+
+
+PROVIDER = ProviderSpec(
+    name="openai",
+    prefix="/openai",
+    create_backend=OpenAIBackend,
+    routes=routes,
+    error_body=error_body,
+)

@@ -1,0 +1,143 @@
+"""What every provider module shares on the HTTP side, and how it plugs into the app.
+
+A provider is a folder ``emulator/<name>/`` with ``models.py`` (state machine), ``responses.py``
+(HTTP -> model calls) and ``urls.py`` (routes), whose ``urls.PROVIDER`` is a `ProviderSpec`. The
+app mounts it under its prefix, and `ProviderGate` wraps every request to it: the request is
+logged, and a scenario fault, if one fires, answers in the provider's own error shape before the
+handler runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from airflow_llm_batch.emulator.state import EmulatorState, ProviderBackend, RequestRecord
+
+ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """How one emulated provider plugs into the app.
+
+    :param name: short name used in the request log, the ledger and ``state.backends``.
+    :param prefix: URL prefix, e.g. ``/openai``; the SDK's base URL starts with it.
+    :param create_backend: builds the provider's state machine (its ``models.py``) from the state.
+    :param routes: builds the provider's routes for a backend, relative to the prefix.
+    :param error_body: the provider's error JSON for a status and a message (faults, 404s).
+    """
+
+    name: str
+    prefix: str
+    create_backend: Callable[[EmulatorState], ProviderBackend]
+    routes: Callable[[Any], list[BaseRoute]]
+    error_body: Callable[[int, str], dict[str, Any]]
+
+    def not_found_route(self) -> Route:
+        """A catch-all so unknown paths get a 404 the provider's SDK can parse."""
+
+        async def not_found(request: Request) -> Response:
+            message = f"Unknown route {request.method} {request.url.path} (emulator)."
+            return JSONResponse(self.error_body(404, message), status_code=404)
+
+        return Route("/{path:path}", not_found, methods=ALL_METHODS)
+
+
+class BadJsonBody(ValueError):
+    """The request body is neither empty nor JSON."""
+
+
+async def read_json(request: Request) -> Any:
+    """The JSON body; an empty body reads as ``{}`` (SDKs POST cancel with an empty JSON body)."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except ValueError as error:
+        raise BadJsonBody(f"the request body is not valid JSON: {error}") from error
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def api_key_problem(state: EmulatorState, key: str | None) -> str | None:
+    """Why a key is refused (``missing`` or ``wrong``), or None if it is accepted."""
+    if not key:
+        return "missing"
+    expected = state.scenario.api_key
+    if expected is not None and key != expected:
+        return "wrong"
+    return None
+
+
+class ProviderGate:
+    """ASGI middleware: log provider requests and inject scenario HTTP faults before handlers.
+
+    Control routes (``/_emulator/...``) pass untouched: a test must always be able to reset.
+    """
+
+    def __init__(self, app: ASGIApp, state: EmulatorState, providers: Sequence[ProviderSpec]) -> None:
+        self.app = app
+        self.state = state
+        self.providers = list(providers)
+
+    def provider_for(self, path: str) -> ProviderSpec | None:
+        for spec in self.providers:
+            if path == spec.prefix or path.startswith(spec.prefix + "/"):
+                return spec
+        return None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        spec = self.provider_for(scope["path"]) if scope["type"] == "http" else None
+        if spec is None:
+            await self.app(scope, receive, send)
+            return
+        method, path = scope["method"], scope["path"]
+        received_at = self.state.now()
+        statuses: list[int] = []
+
+        async def send_and_note_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                statuses.append(message["status"])
+            await send(message)
+
+        with self.state.lock:
+            fault = self.state.faults.pick(self.state.scenario.http_faults, method, path)
+        try:
+            if fault is None:
+                await self.app(scope, receive, send_and_note_status)
+            else:
+                message = f"Emulated fault: HTTP {fault.status} injected by the scenario for {method} {path}."
+                response = JSONResponse(spec.error_body(fault.status, message), status_code=fault.status)
+                await response(scope, receive, send_and_note_status)
+        finally:
+            self.state.log_request(_record(scope, spec.name, received_at, statuses[0] if statuses else None))
+
+
+def _record(scope: Scope, provider: str, received_at: float, status: int | None) -> RequestRecord:
+    headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+    return RequestRecord(
+        time=received_at,
+        provider=provider,
+        method=scope["method"],
+        path=scope["path"],
+        query=scope.get("query_string", b"").decode("latin-1"),
+        user_agent=headers.get("user-agent"),
+        content_type=headers.get("content-type"),
+        status=status,
+    )

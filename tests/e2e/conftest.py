@@ -1,0 +1,79 @@
+"""End-to-end fixtures: one throwaway Airflow home per test session, DAG runs through `airflow dags test`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.testing import AirflowSandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "dags_examples"
+TEST_DAGS = Path(__file__).parent / "dags"
+API_KEY = "e2e-test-key"
+
+
+class DagRunner:
+    """Runs DAGs in the session's sandbox; each run gets its own logical date (its own run id)."""
+
+    _dates = (f"2026-{month:02d}-{day:02d}" for month, day in itertools.product(range(1, 13), range(1, 29)))
+
+    def __init__(self, sandbox: AirflowSandbox, emulator: Any) -> None:
+        self.sandbox = sandbox
+        self.emulator = emulator
+
+    def run(self, dag_id: str, check: bool = True) -> tuple[str, Any]:
+        logical_date = next(self._dates)
+        return logical_date, self.sandbox.dags_test(dag_id, logical_date, check=check)
+
+    def run_id(self, dag_id: str, logical_date: str) -> str:
+        with sqlite3.connect(self.sandbox.home / "airflow.db") as db:
+            [(run_id,)] = db.execute(
+                "SELECT run_id FROM dag_run WHERE dag_id = ? AND logical_date LIKE ?", (dag_id, f"{logical_date}%")
+            ).fetchall()
+        return str(run_id)
+
+    def job_dir(self, dag_id: str, logical_date: str, task_id: str = "submit") -> Path:
+        key = JobKey(dag_id, task_id, self.run_id(dag_id, logical_date))
+        return self.sandbox.work_dir.joinpath(*key.path_parts()) / "attempt-1"
+
+    def results(self, dag_id: str, logical_date: str, task_id: str = "submit") -> list[dict[str, Any]]:
+        path = self.job_dir(dag_id, logical_date, task_id) / "results" / "results.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def xcoms(self, dag_id: str, logical_date: str) -> dict[tuple[str, str], bytes]:
+        """Raw XCom values of one run, by (task_id, key), read from the metadata DB."""
+        with sqlite3.connect(self.sandbox.home / "airflow.db") as db:
+            rows = db.execute(
+                "SELECT task_id, key, value FROM xcom WHERE dag_id = ? AND run_id = ?",
+                (dag_id, self.run_id(dag_id, logical_date)),
+            ).fetchall()
+        return {(task, key): value if isinstance(value, bytes) else str(value).encode() for task, key, value in rows}
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory, llm_batch_emulator_server: Any) -> AirflowSandbox:
+    home = tmp_path_factory.mktemp("airflow-home")
+    dags = home / "dags"
+    dags.mkdir()
+    for folder in (EXAMPLES, TEST_DAGS):
+        for dag_file in folder.glob("*.py"):
+            shutil.copy(dag_file, dags / dag_file.name)
+    box = AirflowSandbox(home, dags)
+    box.set_connection(
+        "llm_batch_openai", "llm_batch_openai", host=llm_batch_emulator_server.openai_base_url, password=API_KEY
+    )
+    box.migrate()
+    return box
+
+
+@pytest.fixture
+def dag_runner(sandbox: AirflowSandbox, llm_batch_emulator: Any) -> DagRunner:
+    return DagRunner(sandbox, llm_batch_emulator)

@@ -1,0 +1,29 @@
+"""DAG files import the operators; that must not load any provider SDK (they cost 0.1-1.1 s each)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "dags_examples" / "nightly_ticket_triage.py"
+
+PROBE = f"""
+import importlib.util, sys
+from airflow_llm_batch import LLMBatchSubmitOperator, LLMBatchCompletionSensor, LLMBatchResultsOperator
+spec = importlib.util.spec_from_file_location("triage", {str(EXAMPLE)!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+vendors = ("openai", "anthropic", "google.genai", "google.cloud.bigquery")
+loaded = sorted(m for m in sys.modules if any(m == v or m.startswith(v + ".") for v in vendors))
+print(",".join(loaded))
+"""
+
+
+def test_importing_the_operators_and_building_the_example_dag_loads_no_vendor_sdk(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"AIRFLOW_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.stdout.strip() == ""
