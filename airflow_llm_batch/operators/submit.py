@@ -43,6 +43,8 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param timeout: the deadline, counted from the first submit, after which the sensor stops waiting.
     :param provider_limits: lower the provider's per-batch limits (``{"max_requests": 1000}``).
     :param on_input_change: ``"fail"`` (default) or ``"resubmit"`` when a retry sees different input.
+    :param provider_options: provider-specific switches, e.g. ``{"cache_system_prompt": True}``
+        (Anthropic prompt caching of the system prompt).
     """
 
     template_fields: Sequence[str] = (
@@ -78,6 +80,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         timeout: timedelta | float = timedelta(hours=24),
         provider_limits: Mapping[str, Any] | None = None,
         on_input_change: str = "fail",
+        provider_options: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -97,6 +100,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.timeout_seconds = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
         self.provider_limits = dict(provider_limits or {})
         self.on_input_change = on_input_change
+        self.provider_options = dict(provider_options or {})
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -104,9 +108,9 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: give prompt_template (or body_field for ready bodies)")
         if self.on_input_change not in ("fail", "resubmit"):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
-        if self.kind is Kind.EMBEDDING and self.provider in NO_EMBEDDINGS:
+        if self.kind is Kind.EMBEDDING and (self.provider in NO_EMBEDDINGS or self.model.startswith("claude")):
             raise ConfigurationError(
-                f"{self.task_id}: {self.provider} has no embeddings batch API; use provider 'openai' or 'gemini'"
+                f"{self.task_id}: Anthropic has no embeddings batch API; embeddings work on OpenAI and Gemini"
             )
         if self.kind is Kind.EMBEDDING and self.response_schema is not None:
             raise ConfigurationError(f"{self.task_id}: response_schema applies to chat requests, not embeddings")
@@ -135,6 +139,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             system_prompt=self.system_prompt or None,
             parameters=self.parameters,
             response_schema=ResponseSchema.coerce(self.response_schema),
+            options=self.provider_options,
         )
         layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
         template = PromptTemplate(self.prompt_template) if self.prompt_template is not None else None
