@@ -43,3 +43,11 @@ def test_ticket_text_with_braces_reaches_the_model_literally(dag_runner):
     logical_date, _ = dag_runner.run("nightly_ticket_triage")
     request_file = dag_runner.job_dir("nightly_ticket_triage", logical_date) / "requests" / "chunk-00000.jsonl"
     assert "The error page literally says {{ ds }} and {body}" in request_file.read_text()
+
+
+def test_the_sensor_also_works_without_deferral(dag_runner):
+    logical_date, run = dag_runner.run("e2e_poke_mode")
+    rows = dag_runner.results("e2e_poke_mode", logical_date)
+    assert sorted(r["id"] for r in rows) == sorted(f"p-{n}" for n in range(12))
+    assert all(r["status"] == "succeeded" and r["text"].startswith("Summary:") for r in rows)
+    assert "Deferring" not in run.stdout + run.stderr
