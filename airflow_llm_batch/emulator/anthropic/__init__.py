@@ -1,0 +1,2 @@
+"""Emulated Anthropic Message Batches API: ``models`` (state machine), ``lines`` (result lines),
+``validation`` (create-time checks), ``responses`` (HTTP) and ``urls``."""
