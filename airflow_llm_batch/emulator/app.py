@@ -15,7 +15,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
+from airflow_llm_batch.emulator.anthropic.urls import PROVIDER as ANTHROPIC
 from airflow_llm_batch.emulator.control import control_routes
+from airflow_llm_batch.emulator.gemini.urls import PROVIDER as GEMINI
 from airflow_llm_batch.emulator.openai.urls import PROVIDER as OPENAI
 from airflow_llm_batch.emulator.state import EmulatorState
 from airflow_llm_batch.emulator.web import ProviderGate, ProviderSpec
@@ -23,8 +25,8 @@ from airflow_llm_batch.emulator.web import ProviderGate, ProviderSpec
 # One entry per emulated provider; the prefix is where its SDK's base_url points.
 PROVIDERS: list[ProviderSpec] = [
     OPENAI,  # /openai     -> OpenAI(base_url=f"{url}/openai/v1")
-    # ANTHROPIC,  # /anthropic  -> Anthropic(base_url=f"{url}/anthropic")        emulator/anthropic/urls.py
-    # GEMINI,     # /gemini     -> HttpOptions(base_url=f"{url}/gemini")         emulator/gemini/urls.py
+    ANTHROPIC,  # /anthropic  -> Anthropic(base_url=f"{url}/anthropic")
+    GEMINI,  # /gemini     -> HttpOptions(base_url=f"{url}/gemini")
 ]
 
 

@@ -1,0 +1,1 @@
+"""The emulated Gemini Developer API: Batch, asyncBatchEmbedContent and the Files upload protocol."""
