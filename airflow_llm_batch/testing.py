@@ -57,11 +57,21 @@ class AirflowSandbox:
         value = {"conn_type": conn_type, "host": host, "password": password, "extra": dict(extra or {})}
         self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({k: v for k, v in value.items() if v is not None})
 
-    def airflow(self, *args: str, timeout: float = 600, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """Run an ``airflow`` CLI command in this sandbox; output is captured as text."""
+    def airflow(
+        self, *args: str, timeout: float = 600, check: bool = True, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run an ``airflow`` CLI command in this sandbox; output is captured as text.
+
+        :param env: extra environment variables for this command only.
+        """
         command = [str(Path(sys.executable).parent / "airflow"), *args]
         result = subprocess.run(
-            command, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=str(self.home)
+            command,
+            env={**self.env, **dict(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=str(self.home),
         )
         if check and result.returncode != 0:
             raise AirflowCommandError(command, result)
@@ -71,10 +81,18 @@ class AirflowSandbox:
         self.airflow("db", "migrate", timeout=300)
 
     def dags_test(
-        self, dag_id: str, logical_date: str = "2026-11-21", check: bool = True, timeout: float = 600
+        self,
+        dag_id: str,
+        logical_date: str = "2026-11-21",
+        check: bool = True,
+        timeout: float = 600,
+        env: Mapping[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run the whole DAG once in one process (deferrable tasks' triggers run inline)."""
-        return self.airflow("dags", "test", dag_id, logical_date, timeout=timeout, check=check)
+        """Run the whole DAG once in one process (deferrable tasks' triggers run inline).
+
+        :param env: extra environment variables for this run (the DAG file is parsed with them).
+        """
+        return self.airflow("dags", "test", dag_id, logical_date, timeout=timeout, check=check, env=env)
 
 
 class AirflowCommandError(RuntimeError):

@@ -2,7 +2,8 @@
 
 A connection holds the API key (password), the base URL (host; the emulator's URL in tests), and
 extras: ``organization``/``project`` (OpenAI), ``work_dir``, ``provider`` (to override the one the
-connection type implies), ``max_retries``. The backend follows from the connection type, so a DAG
+connection type implies), ``max_retries``, ``limits`` (lower per-batch limits, e.g.
+``{"max_requests": 1000}``). The backend follows from the connection type, so a DAG
 switches provider by switching its connection and model.
 
 This module is imported when DAG files are parsed: it imports no provider SDK.
@@ -48,7 +49,10 @@ def backend_from_connection(
     name = provider_of(conn.conn_type, extra, provider)
     base_url = conn.host or extra.get("base_url") or None
     config = ClientConfig(api_key=conn.password or None, base_url=base_url, extra=extra)
-    return create_backend(name, config, limit_overrides)
+    # Limits: the connection's ``limits`` extra (e.g. a smaller enqueued-token quota of one
+    # organization), then the operator's ``provider_limits`` on top.
+    limits = {**(extra.get("limits") or {}), **(limit_overrides or {})}
+    return create_backend(name, config, limits)
 
 
 class LLMBatchHook(BaseHook):

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "dags_examples"
 TEST_DAGS = Path(__file__).parent / "dags"
 API_KEY = "e2e-test-key"
+SMALL_BATCH = 80
 
 
 class DagRunner:
@@ -29,9 +30,9 @@ class DagRunner:
         self.sandbox = sandbox
         self.emulator = emulator
 
-    def run(self, dag_id: str, check: bool = True) -> tuple[str, Any]:
+    def run(self, dag_id: str, check: bool = True, env: dict[str, str] | None = None) -> tuple[str, Any]:
         logical_date = next(self._dates)
-        return logical_date, self.sandbox.dags_test(dag_id, logical_date, check=check)
+        return logical_date, self.sandbox.dags_test(dag_id, logical_date, check=check, env=env)
 
     def run_id(self, dag_id: str, logical_date: str) -> str:
         with sqlite3.connect(self.sandbox.home / "airflow.db") as db:
@@ -67,9 +68,22 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, llm_batch_emulator_server:
         for dag_file in folder.glob("*.py"):
             shutil.copy(dag_file, dags / dag_file.name)
     box = AirflowSandbox(home, dags)
-    box.set_connection(
-        "llm_batch_openai", "llm_batch_openai", host=llm_batch_emulator_server.openai_base_url, password=API_KEY
-    )
+    emulator = llm_batch_emulator_server
+    urls = {
+        "openai": emulator.openai_base_url,
+        "anthropic": emulator.anthropic_base_url,
+        "gemini": emulator.gemini_base_url,
+    }
+    for provider, url in urls.items():
+        box.set_connection(f"llm_batch_{provider}", f"llm_batch_{provider}", host=url, password=API_KEY)
+        # The same, with the per-batch request limit lowered through the connection: forces splitting.
+        box.set_connection(
+            f"small_batches_{provider}",
+            f"llm_batch_{provider}",
+            host=url,
+            password=API_KEY,
+            extra={"limits": {"max_requests": SMALL_BATCH}},
+        )
     box.migrate()
     return box
 
