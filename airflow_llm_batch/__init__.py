@@ -17,6 +17,8 @@ _EXPORTS = {
     "LLMBatchSubmitOperator": "airflow_llm_batch.operators.submit",
     "LLMBatchCompletionSensor": "airflow_llm_batch.sensors.completion",
     "LLMBatchResultsOperator": "airflow_llm_batch.operators.results",
+    "LLMBatchConsolidateOperator": "airflow_llm_batch.operators.consolidate",
+    "llm_batch_step": "airflow_llm_batch.task_group",
     "LLMBatchCompletionTrigger": "airflow_llm_batch.triggers.completion",
     "LLMBatchHook": "airflow_llm_batch.hooks.llm_batch",
     "LLMBatchError": "airflow_llm_batch.exceptions",
@@ -33,10 +35,12 @@ __all__ = [
     "InvalidInputError",
     "LLMBatchCompletionSensor",
     "LLMBatchCompletionTrigger",
+    "LLMBatchConsolidateOperator",
     "LLMBatchError",
     "LLMBatchHook",
     "LLMBatchResultsOperator",
     "LLMBatchSubmitOperator",
+    "llm_batch_step",
 ]
 
 if TYPE_CHECKING:
@@ -48,9 +52,11 @@ if TYPE_CHECKING:
         LLMBatchError,
     )
     from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+    from airflow_llm_batch.operators.consolidate import LLMBatchConsolidateOperator
     from airflow_llm_batch.operators.results import LLMBatchResultsOperator
     from airflow_llm_batch.operators.submit import LLMBatchSubmitOperator
     from airflow_llm_batch.sensors.completion import LLMBatchCompletionSensor
+    from airflow_llm_batch.task_group import llm_batch_step
     from airflow_llm_batch.triggers.completion import LLMBatchCompletionTrigger
 
 

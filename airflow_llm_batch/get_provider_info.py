@@ -27,6 +27,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_llm_batch.operators.submit",
                     "airflow_llm_batch.operators.results",
+                    "airflow_llm_batch.operators.consolidate",
                 ],
             }
         ],

@@ -88,7 +88,7 @@ class _ItemProblem(Exception):
     pass
 
 
-class _ChunkWriter:
+class ChunkWriter:
     """Rolls request lines into chunk files that respect the provider's count and byte limits."""
 
     def __init__(self, out_dir: StoragePath, backend: BatchBackend) -> None:
@@ -156,7 +156,7 @@ def prepare_chunks(
     problems = _Problems()
     seen: set[str] = set()
     mapper = IdMapper(backend.limits.custom_id_pattern, backend.limits.custom_id_max_length)
-    chunks = _ChunkWriter(out_dir, backend)
+    chunks = ChunkWriter(out_dir, backend)
     max_request_bytes = backend.limits.max_request_bytes
     count = 0
     for position, item in enumerate(items):

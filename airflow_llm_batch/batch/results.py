@@ -8,8 +8,9 @@ provider returned none for it, a ``missing`` (or ``expired`` / ``cancelled``) ro
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +32,11 @@ from airflow_llm_batch.batch.storage import uri_of
 from airflow_llm_batch.exceptions import BatchFailedError
 
 log = logging.getLogger(__name__)
+
+# A download that drops (connection reset, 5xx mid-stream) is started again this many times; the
+# rows already written are skipped on the next pass, so no item gets two rows.
+MAX_DOWNLOAD_ATTEMPTS = 5
+DOWNLOAD_BACKOFF_SECONDS = 2.0
 
 _UNSEEN_BY_OUTCOME = {
     BatchOutcome.EXPIRED: (ErrorType.EXPIRED, "the batch expired before this item ran"),
@@ -113,7 +119,10 @@ def collect_results(
     result = {
         "job_key": manifest.job_key.as_string(),
         "provider": manifest.provider,
+        "conn_id": manifest.conn_id,
         "model": manifest.model,
+        "kind": manifest.kind,
+        "has_schema": manifest.has_schema,
         "attempt": manifest.attempt,
         "items": summary.items,
         "succeeded": summary.succeeded,
@@ -157,14 +166,16 @@ def _batch_rows(
     ids: dict[str, str] = dict(jsonl.read_jsonl(layout.ids_file(chunk)))
     seen: set[str] = set()
     common = {"provider": manifest.provider, "batch_id": status.batch_id, "attempt": manifest.attempt}
-    for outcome in backend.iter_outcomes(status, kind):
+    for outcome in _outcomes_with_retry(backend, status, kind):
         user_id = ids.get(outcome.custom_id)
         if user_id is None:
-            log.warning("Batch %s returned a result line for an unknown id; ignored", status.batch_id)
+            if outcome.custom_id:
+                log.warning("Batch %s returned a result line for an unknown id; ignored", status.batch_id)
+            else:
+                log.warning("Batch %s returned a malformed result line; ignored", status.batch_id)
             continue
         if outcome.custom_id in seen:
-            log.warning("Batch %s returned a second result for item %r; kept the first", status.batch_id, user_id)
-            continue
+            continue  # a second line for the item, or a line already read before a download restarted
         seen.add(outcome.custom_id)
         yield to_item_result(user_id, outcome, validator, manifest.model, common), outcome.custom_id
     unseen_type, unseen_message = _UNSEEN_BY_OUTCOME.get(
@@ -177,6 +188,26 @@ def _batch_rows(
                 ItemResult.failure(user_id, unseen_type, unseen_message, model=manifest.model, **common),
                 custom_id,
             )
+
+
+def _outcomes_with_retry(backend: BatchBackend, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
+    """The batch's outcomes; a transient failure mid-download restarts the stream after a pause."""
+    for attempt in range(1, MAX_DOWNLOAD_ATTEMPTS + 1):
+        try:
+            yield from backend.iter_outcomes(status, kind)
+            return
+        except Exception as err:
+            if attempt == MAX_DOWNLOAD_ATTEMPTS or not backend.is_transient(err):
+                raise
+            delay = DOWNLOAD_BACKOFF_SECONDS * 2 ** (attempt - 1)
+            log.warning(
+                "Downloading the results of batch %s failed (%s: %s); starting again in %.0fs",
+                status.batch_id,
+                type(err).__name__,
+                err,
+                delay,
+            )
+            time.sleep(delay)
 
 
 def to_item_result(

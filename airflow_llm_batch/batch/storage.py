@@ -21,6 +21,9 @@ class StoragePath(Protocol):
     @property
     def name(self) -> str: ...
 
+    @property
+    def parent(self) -> StoragePath: ...
+
 
 def uri_of(path: StoragePath) -> str:
     """The path as a string that ``ObjectStoragePath`` (or ``pathlib``) turns back into the same path.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from airflow_llm_batch.batch.records import JobKey
 from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
@@ -52,3 +52,12 @@ class LiteralItems:
 
     def __repr__(self) -> str:
         return f"<{len(self.items)} literal items>"
+
+
+def skip(reason: str) -> NoReturn:
+    """Skip the task (and, through trigger rules, the tasks that wait on it)."""
+    try:
+        from airflow.sdk.exceptions import AirflowSkipException  # Airflow 3.2+
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef,unused-ignore]
+    raise AirflowSkipException(reason)

@@ -24,6 +24,11 @@ class LLMBatchSubmitOperator(BaseOperator):
     A retry of the task re-attaches to the batches its earlier try created (see the state file in
     the work dir) instead of paying for them again.
 
+    Retry mode (``retry_of=results.output``): resubmit only the items the Results task reported as
+    failed with a retryable error, as the next attempt, with their original requests. With nothing
+    to retry the task is skipped (and so are its sensor and results), and the DAG run succeeds.
+    ``llm_batch_step`` builds the whole chain, with a final consolidated output.
+
     :param items: a list of mappings (literal, or ``other_task.output``), or the URI of a JSONL,
         Parquet or CSV file (``/data/tickets.jsonl``, ``s3://bucket/{{ ds }}/tickets.parquet``).
         Literal item text is never rendered by Jinja.
@@ -43,6 +48,8 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param timeout: the deadline, counted from the first submit, after which the sensor stops waiting.
     :param provider_limits: lower the provider's per-batch limits (``{"max_requests": 1000}``).
     :param on_input_change: ``"fail"`` (default) or ``"resubmit"`` when a retry sees different input.
+    :param retry_of: a Results task's summary (``results.output``): switches to retry mode; items,
+        model and prompt come from the earlier attempt.
     :param provider_options: provider-specific switches, e.g. ``{"cache_system_prompt": True}``
         (Anthropic prompt caching of the system prompt).
     """
@@ -56,6 +63,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         "parameters",
         "work_dir",
         "id_field",
+        "retry_of",
     )
     template_fields_renderers = {"parameters": "json", "prompt_template": "md", "system_prompt": "md"}
     operator_extra_links = (LLMBatchConsoleLink(),)
@@ -64,8 +72,8 @@ class LLMBatchSubmitOperator(BaseOperator):
     def __init__(
         self,
         *,
-        items: Any,
-        model: str,
+        items: Any = None,
+        model: str | None = None,
         id_field: str = "id",
         prompt_template: str | None = None,
         conn_id: str = "llm_batch_default",
@@ -81,6 +89,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         provider_limits: Mapping[str, Any] | None = None,
         on_input_change: str = "fail",
         provider_options: Mapping[str, Any] | None = None,
+        retry_of: Any = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -101,14 +110,17 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.provider_limits = dict(provider_limits or {})
         self.on_input_change = on_input_change
         self.provider_options = dict(provider_options or {})
+        self.retry_of = retry_of
         self._check_arguments()
 
     def _check_arguments(self) -> None:
-        if self.prompt_template is None and self.body_field is None:
+        if self.retry_of is None and (self.items is None or not self.model):
+            raise ConfigurationError(f"{self.task_id}: give items and model (or retry_of for a retry round)")
+        if self.retry_of is None and self.prompt_template is None and self.body_field is None:
             raise ConfigurationError(f"{self.task_id}: give prompt_template (or body_field for ready bodies)")
         if self.on_input_change not in ("fail", "resubmit"):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
-        if self.kind is Kind.EMBEDDING and (self.provider in NO_EMBEDDINGS or self.model.startswith("claude")):
+        if self.kind is Kind.EMBEDDING and (self.provider in NO_EMBEDDINGS or str(self.model).startswith("claude")):
             raise ConfigurationError(
                 f"{self.task_id}: Anthropic has no embeddings batch API; embeddings work on OpenAI and Gemini"
             )
@@ -121,6 +133,11 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: response_schema must be a JSON schema dict or pydantic model")
 
     def execute(self, context: Any) -> dict[str, Any]:
+        if self.retry_of is not None:
+            return self._execute_retry(context)
+        return self._execute_first(context)
+
+    def _execute_first(self, context: Any) -> dict[str, Any]:
         from airflow_llm_batch.batch import jsonl
         from airflow_llm_batch.batch.backends.base import RequestSpec
         from airflow_llm_batch.batch.job import JobLayout, submit_prepared
@@ -131,10 +148,10 @@ class LLMBatchSubmitOperator(BaseOperator):
         from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir
 
         hook = LLMBatchHook(self.conn_id, self.provider, self.provider_limits)
-        backend = hook.get_conn()
+        backend = self._backend(hook)
         job_key = job_key_of(context)
         spec = RequestSpec(
-            model=self.model,
+            model=str(self.model),
             kind=self.kind,
             system_prompt=self.system_prompt or None,
             parameters=self.parameters,
@@ -178,6 +195,51 @@ class LLMBatchSubmitOperator(BaseOperator):
         backend.close()
         self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
         return manifest.to_dict()
+
+    def _execute_retry(self, context: Any) -> dict[str, Any]:
+        from airflow_llm_batch.batch.backends.base import RequestSpec
+        from airflow_llm_batch.batch.job import JobLayout, submit_prepared
+        from airflow_llm_batch.batch.retry import prepare_retry
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.operators._common import job_key_of, skip, storage_path
+
+        summary = self.retry_of
+        if not summary or not summary.get("retryable"):
+            skip("no item failed with a retryable error: nothing to retry")
+        previous = JobLayout(storage_path(summary["work_uri"]))
+        attempt = int(summary["attempt"]) + 1
+        layout = JobLayout(previous.root.parent / f"attempt-{attempt}")
+        hook = LLMBatchHook(summary["conn_id"], summary["provider"], self.provider_limits)
+        backend = self._backend(hook)
+        spec = RequestSpec(model=summary["model"], kind=Kind(summary["kind"]))
+        prepared = prepare_retry(
+            previous, storage_path(summary["failed_items_uri"]), summary["model"], backend, layout.requests_dir
+        )
+        self.log.info(
+            "Attempt %d: resubmitting %d item(s) that failed with a retryable error", attempt, prepared.item_count
+        )
+        if summary.get("has_schema"):
+            with previous.schema_file.open("rb") as source, layout.schema_file.open("wb") as target:
+                target.write(source.read())
+        manifest = submit_prepared(
+            prepared,
+            backend=backend,
+            spec=spec,
+            job_key=job_key_of(context),
+            layout=layout,
+            conn_id=summary["conn_id"],
+            attempt=attempt,
+            timeout_seconds=self.timeout_seconds,
+            on_input_change=self.on_input_change,
+        )
+        manifest.has_schema = bool(summary.get("has_schema"))
+        push_console_url(context, backend.provider, manifest.batch_ids)
+        backend.close()
+        return manifest.to_dict()
+
+    def _backend(self, hook: Any) -> Any:
+        """The backend this task submits through (a seam for fault-injection tests)."""
+        return hook.get_conn()
 
     def _iter_items(self) -> Iterator[Any]:
         from airflow_llm_batch.io.sources import iter_file_items, iter_list_items

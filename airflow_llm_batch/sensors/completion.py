@@ -23,11 +23,17 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
     The deadline comes from the manifest (fixed at submit time), so retries and triggerer restarts
     never extend it. A batch that failed as a whole (input validation, billing) fails the task;
     expired and cancelled batches do not: their finished items are collected by the Results task.
+    When the deadline passes, the batches still running are cancelled (``cancel_on_timeout``) and,
+    once they have ended, the sensor succeeds with a warning so the finished items are harvested
+    and the rest become retryable ``cancelled`` rows.
 
     :param manifest: the Submit task's return value (``submit.output``).
     :param deferrable: wait in the triggerer (default). ``False`` uses ``mode`` (poke or reschedule).
     :param poll_interval: seconds between status polls; default ``[llm_batch] poll_interval`` (60).
-    :param cancel_on_timeout: cancel batches still running when the deadline passes.
+    :param cancel_on_timeout: cancel batches still running when the deadline passes, then harvest.
+        With ``False`` the task fails at the deadline and the batches keep running.
+    :param cancel_on_kill: cancel the batches when a user marks the waiting task failed or clears it
+        (deferred tasks: Airflow 3.3+; poke mode: any version).
     """
 
     template_fields: Sequence[str] = ("manifest",)
@@ -41,6 +47,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         deferrable: bool = True,
         poll_interval: float | None = None,
         cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
         **kwargs: Any,
     ) -> None:
         if poll_interval is None:
@@ -53,6 +60,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = float(poll_interval)
         self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
 
     def _manifest(self) -> Any:
         from airflow_llm_batch.batch.manifest import Manifest
@@ -81,6 +89,8 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
                 poll_interval=self.poll_interval,
                 submitted_at=manifest.submitted_at,
                 totals={b.batch_id: b.count for b in manifest.batches},
+                cancel_on_timeout=self.cancel_on_timeout,
+                cancel_on_kill=self.cancel_on_kill,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=remaining + self.poll_interval + DEFERRAL_GRACE_SECONDS),
@@ -102,7 +112,12 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         if all(s["outcome"] for s in statuses.values()):
             return PokeReturnValue(is_done=True, xcom_value=self._finish(context, manifest, statuses))
         if time.time() >= manifest.deadline:
-            self._on_timeout(manifest, statuses)
+            running = [b for b, s in statuses.items() if not s["outcome"]]
+            if not self.cancel_on_timeout:
+                self._raise_timeout(running)
+            for batch_id in running:  # then keep poking until the cancellations have ended
+                self.log.warning("Deadline passed: cancelling batch %s to harvest what finished", batch_id)
+                backend.cancel(batch_id)
         return False
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
@@ -111,7 +126,11 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         if event.get("status") == "success":
             return self._finish(context, manifest, statuses)
         if event.get("status") == "timeout":
-            self._on_timeout(manifest, statuses)
+            running = [b for b in manifest.batch_ids if not (statuses.get(b) or {}).get("outcome")]
+            if running:
+                self._raise_timeout(running)
+            self.log.warning("The deadline passed; the batches were cancelled. Harvesting what finished.")
+            return self._finish(context, manifest, statuses)
         from airflow_llm_batch.exceptions import LLMBatchError
 
         raise LLMBatchError(f"waiting for batches {manifest.batch_ids} failed: {event.get('message')}")
@@ -130,18 +149,24 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         self.log.info("All %d batch(es) ended: %s", len(manifest.batches), ", ".join(outcomes))
         return manifest.to_dict()
 
-    def _on_timeout(self, manifest: Any, statuses: dict[str, dict[str, Any]]) -> None:
+    def _raise_timeout(self, running: list[str]) -> None:
         from airflow_llm_batch.exceptions import BatchTimeoutError
 
-        running = [b for b in manifest.batch_ids if not (statuses.get(b) or {}).get("outcome")]
-        if self.cancel_on_timeout and running:
-            from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
-
-            backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
-            for batch_id in running:
-                self.log.warning("Deadline passed: cancelling batch %s", batch_id)
-                backend.cancel(batch_id)
         raise BatchTimeoutError(
             f"the deadline fixed at submit time passed with {len(running)} batch(es) still running: {running}"
-            + (" (cancelled)" if self.cancel_on_timeout and running else "")
+            + ("" if self.cancel_on_timeout else "; they keep running (cancel_on_timeout=False)")
         )
+
+    def on_kill(self) -> None:
+        """Poke mode: a user killed the task; cancel the batches if configured."""
+        if not self.cancel_on_kill:
+            return
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+
+        manifest = self._manifest()
+        backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+        for batch_id in manifest.batch_ids:
+            status = backend.get_status(batch_id)
+            if not status.ended:
+                self.log.warning("The task was killed: cancelling batch %s", batch_id)
+                backend.cancel(batch_id)

@@ -20,6 +20,9 @@ from airflow_llm_batch.progress import ProgressTracker
 # Status polls that fail in a row (429, 5xx, dropped connections) before the task is failed.
 MAX_CONSECUTIVE_POLL_ERRORS = 10
 MAX_BACKOFF_SECONDS = 300.0
+# After cancelling at the deadline, how long to wait for the batches to reach a final state so
+# that their finished items can be harvested (OpenAI documents up to 10 minutes of "cancelling").
+CANCEL_GRACE_SECONDS = 900.0
 
 
 class LLMBatchCompletionTrigger(BaseTrigger):
@@ -32,6 +35,10 @@ class LLMBatchCompletionTrigger(BaseTrigger):
     :param poll_interval: seconds between poll rounds.
     :param submitted_at: Unix seconds of the submit, for elapsed time and estimates in the log.
     :param totals: requests per batch, for progress before the provider reports counts.
+    :param cancel_on_timeout: at the deadline, cancel what still runs and wait (up to
+        ``CANCEL_GRACE_SECONDS``) for it to end, so finished items can still be collected.
+    :param cancel_on_kill: cancel the batches when a user marks the waiting task failed or clears
+        it (Airflow 3.3+ calls ``on_kill``; a triggerer restart does not).
     """
 
     def __init__(
@@ -43,6 +50,8 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         poll_interval: float,
         submitted_at: float,
         totals: dict[str, int] | None = None,
+        cancel_on_timeout: bool = True,
+        cancel_on_kill: bool = True,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id
@@ -52,6 +61,9 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.submitted_at = float(submitted_at)
         self.totals = dict(totals or {})
+        self.cancel_on_timeout = cancel_on_timeout
+        self.cancel_on_kill = cancel_on_kill
+        self._ended: set[str] = set()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -64,6 +76,8 @@ class LLMBatchCompletionTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "submitted_at": self.submitted_at,
                 "totals": self.totals,
+                "cancel_on_timeout": self.cancel_on_timeout,
+                "cancel_on_kill": self.cancel_on_kill,
             },
         )
 
@@ -74,38 +88,90 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         progress = ProgressTracker(self.batch_ids, self.submitted_at, self.totals)
         statuses: dict[str, dict[str, Any]] = {}
         errors_in_a_row = 0
+        cancelled_at: float | None = None
         try:
             while True:
-                pending = [b for b in self.batch_ids if not (statuses.get(b) or {}).get("outcome")]
-                results = await asyncio.gather(*(backend.aget_status(b) for b in pending), return_exceptions=True)
-                failures = [r for r in results if isinstance(r, BaseException)]
-                for result in results:
-                    if not isinstance(result, BaseException):
-                        statuses[result.batch_id] = result.summary()
-                        for line in progress.update(result):
-                            self.log.info(line)
-                if failures:
-                    errors_in_a_row += 1
+                failure = await self._poll_round(backend, progress, statuses)
+                errors_in_a_row = errors_in_a_row + 1 if failure else 0
+                if failure:
                     if errors_in_a_row >= MAX_CONSECUTIVE_POLL_ERRORS:
-                        yield TriggerEvent(_event("error", statuses, _describe(failures[0], errors_in_a_row)))
+                        yield TriggerEvent(_event("error", statuses, _describe(failure, errors_in_a_row)))
                         return
-                    self.log.warning("Status poll failed (%s); retrying", _describe(failures[0], errors_in_a_row))
-                else:
-                    errors_in_a_row = 0
-                if all((statuses.get(b) or {}).get("outcome") for b in self.batch_ids):
+                    self.log.warning("Status poll failed (%s); retrying", _describe(failure, errors_in_a_row))
+                pending = [b for b in self.batch_ids if b not in self._ended]
+                if not pending:
                     self.log.info(progress.total_line())
-                    yield TriggerEvent(_event("success", statuses, "all batches have ended"))
+                    message = "all batches have ended"
+                    if cancelled_at is not None:
+                        message = "the deadline passed; the batches were cancelled and have ended"
+                    yield TriggerEvent(_event("timeout" if cancelled_at else "success", statuses, message))
                     return
-                if time.time() >= self.deadline:
-                    yield TriggerEvent(_event("timeout", statuses, "the deadline fixed at submit time has passed"))
+                now = time.time()
+                if now >= self.deadline and cancelled_at is None:
+                    if not self.cancel_on_timeout:
+                        yield TriggerEvent(_event("timeout", statuses, "the deadline fixed at submit time has passed"))
+                        return
+                    self.log.warning("Deadline passed: cancelling %s to harvest what finished", pending)
+                    await self._cancel(backend, pending)
+                    cancelled_at = now
+                elif cancelled_at is not None and now - cancelled_at > CANCEL_GRACE_SECONDS:
+                    message = f"the deadline passed and {pending} did not end within {CANCEL_GRACE_SECONDS:.0f}s"
+                    yield TriggerEvent(_event("timeout", statuses, message))
                     return
-                await asyncio.sleep(self._next_sleep(errors_in_a_row))
+                await asyncio.sleep(self._next_sleep(errors_in_a_row, cancelled_at is not None))
         finally:
             await backend.aclose()
 
-    def _next_sleep(self, errors_in_a_row: int) -> float:
+    async def _poll_round(
+        self, backend: Any, progress: ProgressTracker, statuses: dict[str, dict[str, Any]]
+    ) -> BaseException | None:
+        """One status request per batch still running, all at once; returns the first failure."""
+        pending = [b for b in self.batch_ids if b not in self._ended]
+        results = await asyncio.gather(*(backend.aget_status(b) for b in pending), return_exceptions=True)
+        failure = None
+        lines: list[str] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            statuses[result.batch_id] = result.summary()
+            if result.ended:
+                self._ended.add(result.batch_id)
+            lines.extend(progress.update(result))
+        for line in lines:
+            self.log.info(line)
+        if lines and len(self.batch_ids) > 1:
+            self.log.info(progress.total_line())
+        return failure
+
+    async def _cancel(self, backend: Any, batch_ids: list[str]) -> None:
+        results = await asyncio.gather(*(backend.acancel(b) for b in batch_ids), return_exceptions=True)
+        for batch_id, result in zip(batch_ids, results, strict=True):
+            if isinstance(result, BaseException):
+                self.log.warning("Cancelling %s failed: %s", batch_id, _describe(result, 1))
+
+    async def on_kill(self) -> None:
+        """A user killed the waiting task (Airflow 3.3+): cancel the batches if configured."""
+        if not self.cancel_on_kill:
+            return
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+
+        pending = [b for b in self.batch_ids if b not in self._ended]
+        if not pending:
+            return
+        backend = await LLMBatchHook.aget_backend(self.conn_id, self.provider)
+        try:
+            self.log.warning("The task was killed: cancelling %s", pending)
+            await self._cancel(backend, pending)
+        finally:
+            await backend.aclose()
+
+    def _next_sleep(self, errors_in_a_row: int, past_deadline: bool) -> float:
+        """The poll interval, doubled per failed round in a row (capped), never sleeping past the deadline."""
         delay = self.poll_interval * (2**errors_in_a_row if errors_in_a_row else 1)
         delay = min(delay, max(self.poll_interval, MAX_BACKOFF_SECONDS))
+        if past_deadline:
+            return delay
         return max(0.0, min(delay, self.deadline - time.time()))
 
 

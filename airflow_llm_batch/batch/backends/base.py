@@ -134,6 +134,10 @@ class BatchBackend(ABC):
     def iter_outcomes(self, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
         """Stream the ended batch's results, one outcome per result line, in any order."""
 
+    def is_transient(self, error: BaseException) -> bool:
+        """Whether an error talking to the provider may go away on its own (429, 5xx, dropped connection)."""
+        return is_transient_error(error)
+
     def test_connection(self) -> tuple[bool, str]:
         """A cheap authenticated call, for the connection form's Test button."""
         return False, f"{self.provider}: connection test is not implemented"
@@ -148,3 +152,27 @@ class BatchBackend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the async client."""
+
+
+_TRANSIENT_STATUS = {408, 409, 425, 429}
+
+
+def is_transient_error(error: BaseException) -> bool:
+    """429 and 5xx answers, timeouts and connections dropped mid-stream, whichever SDK raised them.
+
+    The three LLM SDKs raise their own exception classes for answers (with ``status_code`` or
+    ``code``) and let httpx2's transport errors through while a response body is streamed.
+    """
+    status = getattr(error, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(error, "code", None)
+    if isinstance(status, int) and status > 0:
+        return status in _TRANSIENT_STATUS or status >= 500
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - every LLM SDK here depends on httpx2
+        return isinstance(error, ConnectionError | TimeoutError)
+    return isinstance(error, httpx2.TransportError | ConnectionError | TimeoutError) or type(error).__name__ in (
+        "APIConnectionError",
+        "APITimeoutError",
+    )

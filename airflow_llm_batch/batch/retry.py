@@ -1,0 +1,120 @@
+"""Retry rounds: resubmit only the items that failed with a retryable error, then consolidate.
+
+Attempt ``n+1`` reuses attempt ``n``'s request lines byte for byte (read from its chunk files by
+``custom_id``): nothing is rendered again, so a retried item asks exactly what it asked before.
+Items that failed permanently (``invalid_request``, ``content_filtered``, ``context_length``,
+``auth``) are never resubmitted.
+
+Consolidation keeps, for every input id, the row of its last attempt. Attempt ``k``'s rows are
+written unless the id was resubmitted in attempt ``k+1``; memory holds one attempt's resubmitted
+ids at a time, never the whole job.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import BatchBackend
+from airflow_llm_batch.batch.job import JobLayout
+from airflow_llm_batch.batch.prepare import ChunkWriter, PreparedJob
+from airflow_llm_batch.batch.records import ItemResult, ItemStatus
+from airflow_llm_batch.batch.storage import StoragePath, uri_of
+
+log = logging.getLogger(__name__)
+
+
+def retryable_ids(failed_items: StoragePath) -> dict[int, set[str]]:
+    """The ``custom_id``s to resubmit, per chunk of the previous attempt."""
+    chunks: dict[int, set[str]] = {}
+    for row in jsonl.read_jsonl(failed_items):
+        if row.get("retryable"):
+            chunks.setdefault(int(row["chunk"]), set()).add(str(row["custom_id"]))
+    return chunks
+
+
+def prepare_retry(
+    previous: JobLayout, failed_items: StoragePath, model: str, backend: BatchBackend, out_dir: StoragePath
+) -> PreparedJob:
+    """Copy the request lines of the retryable items into new chunk files for the next attempt."""
+    wanted = retryable_ids(failed_items)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    writer = ChunkWriter(out_dir, backend)
+    count = 0
+    for chunk, custom_ids in sorted(wanted.items()):
+        user_ids = {cid: uid for cid, uid in jsonl.read_jsonl(previous.ids_file(chunk)) if cid in custom_ids}
+        with previous.chunk_file(chunk).open("rb") as stream:
+            for line in jsonl.iter_lines(stream):
+                custom_id = _custom_id_of(line)
+                if custom_id in user_ids:
+                    writer.add(model, custom_id, user_ids[custom_id], line)
+                    count += 1
+    chunks, fingerprint = writer.finish()
+    return PreparedJob(chunks=chunks, item_count=count, fingerprint=fingerprint)
+
+
+def _custom_id_of(line: bytes) -> str:
+    record = jsonl.loads(line)
+    # OpenAI and Anthropic lines carry "custom_id"; Gemini file lines carry "key".
+    return str(record.get("custom_id", record.get("key", "")))
+
+
+def iter_result_rows(uri_path: StoragePath) -> Iterator[dict[str, Any]]:
+    """Rows of a results file (JSONL or Parquet), with ``json`` decoded, streamed."""
+    if uri_path.name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        with uri_path.open("rb") as stream:
+            for batch in pq.ParquetFile(stream).iter_batches(batch_size=10_000):
+                for row in batch.to_pylist():
+                    if row.get("json") is not None:
+                        row["json"] = jsonl.loads(row["json"])
+                    yield row
+    else:
+        yield from jsonl.read_jsonl(uri_path)
+
+
+def consolidate(attempt_results: Sequence[StoragePath], sink: Any) -> dict[str, Any]:
+    """Write the final row of every id (its last attempt) to ``sink``; return counts.
+
+    :param attempt_results: the results files of attempts 1..n, in order.
+    """
+    counts: Counter[str] = Counter()
+    by_error: Counter[str] = Counter()
+    tokens = Counter[str]()
+    for index, path in enumerate(attempt_results):
+        resubmitted = _ids_of(attempt_results[index + 1]) if index + 1 < len(attempt_results) else set()
+        for row in iter_result_rows(path):
+            tokens["input"] += row.get("input_tokens") or 0
+            tokens["output"] += row.get("output_tokens") or 0
+            if row["id"] in resubmitted:
+                continue
+            sink.write(ItemResult(**row))
+            counts["items"] += 1
+            if row["status"] == ItemStatus.SUCCEEDED:
+                counts["succeeded"] += 1
+            else:
+                counts["failed"] += 1
+                counts["retryable" if row.get("retryable") else "permanent"] += 1
+                by_error[row.get("error_type") or "unknown"] += 1
+    sink.close()
+    return {
+        "items": counts["items"],
+        "succeeded": counts["succeeded"],
+        "failed": counts["failed"],
+        "retryable": counts["retryable"],
+        "permanent": counts["permanent"],
+        "by_error_type": dict(sorted(by_error.items())),
+        "attempts": len(attempt_results),
+        "input_tokens": tokens["input"],
+        "output_tokens": tokens["output"],
+        "output_uri": sink.uri,
+        "attempt_results": [uri_of(p) for p in attempt_results],
+    }
+
+
+def _ids_of(path: StoragePath) -> set[str]:
+    return {str(row["id"]) for row in iter_result_rows(path)}

@@ -1,0 +1,66 @@
+"""``llm_batch_step``: a whole LLM step as one TaskGroup, with retry rounds for failed items.
+
+::
+
+    submit -> wait -> results -> retry_1.submit -> retry_1.wait -> retry_1.results -> ... -> final
+
+Each retry round resubmits only the items that failed with a retryable error; a round with
+nothing to retry is skipped (and so is everything after it), and ``final`` writes exactly one
+row per input id: its last attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from airflow.sdk import TaskGroup
+
+
+def llm_batch_step(
+    group_id: str,
+    *,
+    max_item_retries: int = 2,
+    output_format: str = "jsonl",
+    sensor_kwargs: Mapping[str, Any] | None = None,
+    **submit_kwargs: Any,
+) -> TaskGroup:
+    """Build the step inside the current DAG; ``group >> downstream`` waits for ``final``.
+
+    :param group_id: the TaskGroup's id (tasks are ``{group_id}.submit``, ``{group_id}.final``, ...).
+    :param max_item_retries: how many retry rounds at most (0: no retry round).
+    :param output_format: of every results file and of the final output.
+    :param sensor_kwargs: passed to every ``LLMBatchCompletionSensor`` (``poll_interval``, ...).
+    :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
+        ``conn_id``, ``provider_limits``, ``work_dir`` and ``timeout`` also apply to the retries.
+    """
+    from airflow_llm_batch.operators.consolidate import LLMBatchConsolidateOperator
+    from airflow_llm_batch.operators.results import LLMBatchResultsOperator
+    from airflow_llm_batch.operators.submit import LLMBatchSubmitOperator
+    from airflow_llm_batch.sensors.completion import LLMBatchCompletionSensor
+
+    if max_item_retries < 0:
+        raise ValueError("max_item_retries must be 0 or more")
+    retry_kwargs = {k: submit_kwargs[k] for k in ("conn_id", "provider_limits", "timeout") if k in submit_kwargs}
+    with TaskGroup(group_id=group_id) as group:
+        submit = LLMBatchSubmitOperator(task_id="submit", **submit_kwargs)
+        wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output, **dict(sensor_kwargs or {}))
+        results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format=output_format)
+        submit >> wait >> results
+        summaries = [results.output]
+        previous = results
+        for round_number in range(1, max_item_retries + 1):
+            prefix = f"retry_{round_number}"
+            retry = LLMBatchSubmitOperator(task_id=f"{prefix}_submit", retry_of=previous.output, **retry_kwargs)
+            retry_wait = LLMBatchCompletionSensor(
+                task_id=f"{prefix}_wait", manifest=retry.output, **dict(sensor_kwargs or {})
+            )
+            retry_results = LLMBatchResultsOperator(
+                task_id=f"{prefix}_results", manifest=retry.output, output_format=output_format
+            )
+            previous >> retry >> retry_wait >> retry_results
+            summaries.append(retry_results.output)
+            previous = retry_results
+        # The XComArgs in ``summaries`` make every Results task an upstream of ``final``.
+        LLMBatchConsolidateOperator(task_id="final", summaries=summaries, output_format=output_format)
+    return group
