@@ -246,6 +246,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         from airflow_llm_batch.operators._common import storage_path
 
         items = self.items.items if isinstance(self.items, LiteralItems) else self.items
+        if hasattr(items, "iter_items"):  # a source object (e.g. a BigQuery query), streamed
+            return iter(items.iter_items())
         if isinstance(items, str):
             return iter_file_items(storage_path(items), self.items_format)
         if items is None:
