@@ -23,6 +23,7 @@ def llm_batch_step(
     max_item_retries: int = 2,
     output_format: str = "jsonl",
     sensor_kwargs: Mapping[str, Any] | None = None,
+    submit_operator_class: type[Any] | None = None,
     **submit_kwargs: Any,
 ) -> TaskGroup:
     """Build the step inside the current DAG; ``group >> downstream`` waits for ``final``.
@@ -31,6 +32,8 @@ def llm_batch_step(
     :param max_item_retries: how many retry rounds at most (0: no retry round).
     :param output_format: of every results file and of the final output.
     :param sensor_kwargs: passed to every ``LLMBatchCompletionSensor`` (``poll_interval``, ...).
+    :param submit_operator_class: a subclass of ``LLMBatchSubmitOperator`` to use for every submit
+        (for custom item loading or instrumentation); default the class itself.
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
         ``conn_id``, ``provider_limits``, ``work_dir`` and ``timeout`` also apply to the retries.
     """
@@ -41,9 +44,11 @@ def llm_batch_step(
 
     if max_item_retries < 0:
         raise ValueError("max_item_retries must be 0 or more")
-    retry_kwargs = {k: submit_kwargs[k] for k in ("conn_id", "provider_limits", "timeout") if k in submit_kwargs}
+    submit_class = submit_operator_class or LLMBatchSubmitOperator
+    shared = ("conn_id", "provider_limits", "timeout", "retries", "retry_delay")
+    retry_kwargs = {k: submit_kwargs[k] for k in shared if k in submit_kwargs}
     with TaskGroup(group_id=group_id) as group:
-        submit = LLMBatchSubmitOperator(task_id="submit", **submit_kwargs)
+        submit = submit_class(task_id="submit", **submit_kwargs)
         wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output, **dict(sensor_kwargs or {}))
         results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format=output_format)
         submit >> wait >> results
@@ -51,7 +56,7 @@ def llm_batch_step(
         previous = results
         for round_number in range(1, max_item_retries + 1):
             prefix = f"retry_{round_number}"
-            retry = LLMBatchSubmitOperator(task_id=f"{prefix}_submit", retry_of=previous.output, **retry_kwargs)
+            retry = submit_class(task_id=f"{prefix}_submit", retry_of=previous.output, **retry_kwargs)
             retry_wait = LLMBatchCompletionSensor(
                 task_id=f"{prefix}_wait", manifest=retry.output, **dict(sensor_kwargs or {})
             )

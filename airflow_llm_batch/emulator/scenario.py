@@ -93,6 +93,8 @@ class Scenario:
     :param max_requests_per_batch: override the provider's request-count limit (None: its default).
     :param max_bytes_per_batch: override the provider's input-size limit (None: its default).
     :param download_delay_seconds: pause before serving result file contents (slow downloads).
+    :param dropped_downloads: the first N result downloads (any provider) send half of the body and
+        then drop the connection, as a reset mid-download would.
     """
 
     completion_seconds: float = 3.0
@@ -107,6 +109,7 @@ class Scenario:
     max_requests_per_batch: int | None = None
     max_bytes_per_batch: int | None = None
     download_delay_seconds: float = 0.0
+    dropped_downloads: int = 0
 
     def __post_init__(self) -> None:
         self.http_faults = [f if isinstance(f, HttpFault) else _fault_from_dict(f) for f in self.http_faults]
@@ -114,6 +117,8 @@ class Scenario:
             raise ScenarioError("completion_seconds must be >= 0")
         if self.download_delay_seconds < 0:
             raise ScenarioError("download_delay_seconds must be >= 0")
+        if self.dropped_downloads < 0:
+            raise ScenarioError("dropped_downloads must be >= 0")
         for kind, rate in self.item_errors.items():
             if kind not in ITEM_ERROR_KINDS:
                 raise ScenarioError(f"item_errors: unknown kind {kind!r}; use one of {ITEM_ERROR_KINDS}")
@@ -193,10 +198,19 @@ class FaultCounters:
     def __init__(self) -> None:
         self._matched: dict[int, int] = {}
         self._fired: dict[int, int] = {}
+        self.downloads_dropped = 0
 
     def clear(self) -> None:
         self._matched.clear()
         self._fired.clear()
+        self.downloads_dropped = 0
+
+    def drop_this_download(self, scenario: Scenario) -> bool:
+        """Whether this result download is to be cut off halfway (counts it)."""
+        if self.downloads_dropped >= scenario.dropped_downloads:
+            return False
+        self.downloads_dropped += 1
+        return True
 
     def pick(self, faults: list[HttpFault], method: str, path: str) -> HttpFault | None:
         """The first fault that fires for this request, counting it; None lets the request through."""

@@ -9,13 +9,14 @@ handler runs.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -141,3 +142,24 @@ def _record(scope: Scope, provider: str, received_at: float, status: int | None)
         content_type=headers.get("content-type"),
         status=status,
     )
+
+
+async def result_download(state: EmulatorState, content: bytes, media_type: str) -> Response:
+    """Serve a result file the way the scenario says: on time, slowly, or cut off halfway.
+
+    A cut-off download announces the full ``Content-Length`` and stops at half, so the client sees
+    the connection close before the body is complete (httpx2 raises ``RemoteProtocolError``).
+    Callers must not hold the state lock.
+    """
+    with state.lock:
+        delay = state.scenario.download_delay_seconds
+        drop = state.faults.drop_this_download(state.scenario)
+    if delay:
+        await asyncio.sleep(delay)
+    if not drop:
+        return Response(content, media_type=media_type)
+
+    async def half_then_stop() -> AsyncIterator[bytes]:
+        yield content[: len(content) // 2]
+
+    return StreamingResponse(half_then_stop(), media_type=media_type, headers={"content-length": str(len(content))})

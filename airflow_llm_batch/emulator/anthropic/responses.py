@@ -10,7 +10,6 @@ RateLimitError...).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 from collections.abc import Awaitable, Callable
@@ -20,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from airflow_llm_batch.emulator.anthropic.models import AnthropicBackend
 from airflow_llm_batch.emulator.anthropic.validation import AnthropicError
-from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, bearer_token, read_json
+from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, bearer_token, read_json, result_download
 
 Handler = Callable[["AnthropicResponses", Request], Awaitable[Response]]
 
@@ -105,11 +104,8 @@ class AnthropicResponses:
     async def batch_results(self, request: Request) -> Response:
         with self.lock:
             content = self.backend.results(request.path_params["batch_id"])
-            delay = self.backend.state.scenario.download_delay_seconds
-        if delay:
-            await asyncio.sleep(delay)
         # The SDK asks for application/binary and accepts any content type back.
-        return Response(content, media_type="application/x-jsonl")
+        return await result_download(self.backend.state, content, "application/x-jsonl")
 
 
 def _limit(raw: str | None) -> int:

@@ -9,7 +9,6 @@ answer as the Gemini API does: a missing key is 403 ``PERMISSION_DENIED``, a wro
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 from airflow_llm_batch.emulator.gemini.files import GeminiError
 from airflow_llm_batch.emulator.gemini.lines import field, status_of
 from airflow_llm_batch.emulator.gemini.models import GeminiBackend
-from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, read_json
+from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, read_json, result_download
 
 Handler = Callable[["GeminiResponses", Request], Awaitable[Response]]
 
@@ -190,10 +189,7 @@ class GeminiResponses:
     async def download_file(self, request: Request) -> Response:
         with self.lock:
             content = self.backend.files.downloadable(request.path_params["file_id"])
-            delay = self.backend.state.scenario.download_delay_seconds
-        if delay:
-            await asyncio.sleep(delay)
-        return Response(content, media_type="application/octet-stream")
+        return await result_download(self.backend.state, content, "application/octet-stream")
 
 
 def page_size(request: Request) -> int:

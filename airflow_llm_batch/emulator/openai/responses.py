@@ -7,7 +7,6 @@ classes (400 BadRequestError, 401 AuthenticationError, 404 NotFoundError, 429 Ra
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from airflow_llm_batch.emulator.openai.models import OpenAIBackend
 from airflow_llm_batch.emulator.openai.validation import OpenAIError
-from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, bearer_token, read_json
+from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, bearer_token, read_json, result_download
 
 Handler = Callable[["OpenAIResponses", Request], Awaitable[Response]]
 
@@ -114,11 +113,8 @@ class OpenAIResponses:
     async def file_content(self, request: Request) -> Response:
         with self.lock:
             content = self.backend.get_file(request.path_params["file_id"]).content
-            delay = self.backend.state.scenario.download_delay_seconds
-        if delay:
-            await asyncio.sleep(delay)
         # The SDK asks for application/binary and accepts any content type back.
-        return Response(content, media_type="application/octet-stream")
+        return await result_download(self.backend.state, content, "application/octet-stream")
 
     @openai_endpoint
     async def delete_file(self, request: Request) -> Response:
