@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 import pytest
 
@@ -27,8 +29,24 @@ def test_bad_input_fails_before_any_api_call_naming_item_and_field(dag_runner):
     _, run = dag_runner.run("e2e_bad_input", check=False)
     output = run.stdout + run.stderr
     assert run.returncode != 0
-    assert "item #1: id field 'ticket_id' is missing" in output
-    assert "item 'D-7': id field 'ticket_id' is a duplicate" in output
-    assert "item 'F-3': field 'body' is missing; the prompt template uses {body}" in output
+    for message in (
+        "item #1: id field 'ticket_id' is missing",
+        "item #0: id field 'ticket_id' is empty",
+        "item 'D-7': id field 'ticket_id' is a duplicate",
+        "item 'F-3': field 'body' is missing; the prompt template uses {body}",
+        "item 'B-1': its request is",
+        "above openai's limit of 2,000 bytes per request",
+        "item 'U-1': field 'body' is not valid UTF-8",
+        "model 'text-embedding-3-small' is not a chat model on openai",
+    ):
+        assert message in output, message
     provider_calls = [r for r in dag_runner.emulator.requests() if r.get("provider") == "openai"]
     assert provider_calls == []
+
+
+def test_an_empty_source_is_a_clean_zero_item_run(dag_runner):
+    logical_date, _ = dag_runner.run("e2e_empty_source")
+    assert dag_runner.results("e2e_empty_source", logical_date) == []
+    summary = json.loads(dag_runner.xcoms("e2e_empty_source", logical_date)[("results", "return_value")])
+    assert summary["items"] == 0 and summary["batch_ids"] == []
+    assert [r for r in dag_runner.emulator.requests() if r.get("provider") == "openai"] == []

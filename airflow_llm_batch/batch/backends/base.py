@@ -6,6 +6,7 @@ Adding a provider means one file here (a :class:`BatchBackend` subclass register
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -14,6 +15,7 @@ from typing import Any, ClassVar
 from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.batch.storage import StoragePath
+from airflow_llm_batch.exceptions import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,21 @@ class BatchBackend(ABC):
     def check_spec(self, spec: RequestSpec) -> None:  # noqa: B027 - optional hook
         """Raise ConfigurationError for what this provider cannot do (called before any I/O)."""
 
+    def check_model(self, spec: RequestSpec) -> None:
+        """Refuse a model that cannot serve the request kind here, before any API call.
+
+        Checked by name family (``MODEL_FAMILIES``), since listing models would be an API call;
+        ``provider_options={"check_model": False}`` skips it for names the families do not know.
+        """
+        if not spec.options.get("check_model", True):
+            return
+        family = MODEL_FAMILIES.get(self.provider, {}).get(spec.kind.value)
+        if family is not None and not re.fullmatch(family[0], spec.model):
+            raise ConfigurationError(
+                f"model {spec.model!r} is not a {spec.kind.value} model on {self.provider} "
+                f"(expected {family[1]}); set provider_options={{'check_model': False}} to skip this check"
+            )
+
     # Talking to the provider ------------------------------------------------------------------
     @abstractmethod
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
@@ -153,6 +170,20 @@ class BatchBackend(ABC):
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release the async client."""
 
+
+# provider -> kind -> (regex of model names that serve it, what the message says is expected).
+MODEL_FAMILIES: dict[str, dict[str, tuple[str, str]]] = {
+    "openai": {
+        "chat": (r"(?!.*embedding).+", "a chat model such as gpt-4.1-mini, not an embedding model"),
+        "embedding": (r".*embedding.*", "an embedding model such as text-embedding-3-small"),
+    },
+    "anthropic": {"chat": (r"claude-.+", "a Claude model such as claude-sonnet-4-5")},
+    "gemini": {
+        "chat": (r"(models/|tunedModels/)?(?!.*embedding).+", "a Gemini model such as gemini-2.5-flash"),
+        "embedding": (r"(models/)?.*embedding.*", "an embedding model such as gemini-embedding-001"),
+    },
+}
+MODEL_FAMILIES["vertex"] = MODEL_FAMILIES["gemini"]
 
 _TRANSIENT_STATUS = {408, 409, 425, 429}
 
