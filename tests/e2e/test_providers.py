@@ -44,8 +44,19 @@ def test_anthropic_summaries_with_prompt_caching(dag_runner):
     logical_date, _ = dag_runner.run("nightly_summaries")
     rows = dag_runner.results("nightly_summaries", logical_date)
     assert len(rows) == 60 and all(r["status"] == "succeeded" and r["text"] for r in rows)
+    assert all(tuple(row) == ITEM_RESULT_COLUMNS for row in rows)
     request_file = dag_runner.job_dir("nightly_summaries", logical_date) / "requests" / "chunk-00000.jsonl"
     assert '"cache_control":{"type":"ephemeral"}' in request_file.read_text()
+
+
+@pytest.mark.parametrize("provider", ["gemini", "openai"])
+def test_free_text_summaries_on_the_other_providers(dag_runner, provider):
+    env = {"LLM_BATCH_SUMMARIES_CONN_ID": f"llm_batch_{provider}", "LLM_BATCH_SUMMARIES_MODEL": MODELS[provider]}
+    logical_date, _ = dag_runner.run("nightly_summaries", env=env)
+    rows = dag_runner.results("nightly_summaries", logical_date)
+    assert len({r["id"] for r in rows}) == 60
+    assert all(r["status"] == "succeeded" and r["text"] and r["provider"] == provider for r in rows)
+    assert all(tuple(row) == ITEM_RESULT_COLUMNS for row in rows)
 
 
 @pytest.mark.parametrize(
