@@ -33,14 +33,25 @@ def read_jsonl(path: StoragePath) -> Iterator[Any]:
             yield loads(line)
 
 
+def read_pairs(path: StoragePath) -> dict[Any, Any]:
+    """A JSONL file of ``[key, value]`` lines (one chunk's id map) as a dict, read in C-level loops.
+
+    Each pair is dropped as soon as the dict holds it: a list of them all made the garbage
+    collector promote and then walk fifty thousand lists per chunk.
+    """
+    with path.open("rb") as stream:
+        return dict(map(loads, filter(None, map(bytes.strip, stream))))
+
+
 class JsonlWriter:
     """Appends objects (or ready bytes) as lines, buffering writes to the underlying file."""
 
     def __init__(self, path: StoragePath) -> None:
         self.path = path
         self._file = path.open("wb")
-        self._buffer: list[bytes] = []
-        self._buffered = 0
+        # A bytearray, not a list of the lines: orjson returns each line in an allocation of
+        # 4 KiB or more, so a megabyte of short lines held as objects took over 100 MB.
+        self._buffer = bytearray()
         self.count = 0
         self.bytes = 0
 
@@ -48,13 +59,13 @@ class JsonlWriter:
         return self.write_bytes(dumps(obj))
 
     def write_bytes(self, line: bytes) -> int:
-        self._buffer.append(line)
-        self._buffer.append(b"\n")
+        buffer = self._buffer
+        buffer += line
+        buffer += b"\n"
         size = len(line) + 1
-        self._buffered += size
         self.count += 1
         self.bytes += size
-        if self._buffered >= _BUFFER:
+        if len(buffer) >= _BUFFER:
             self.flush()
         return size
 
@@ -64,9 +75,9 @@ class JsonlWriter:
 
     def flush(self) -> None:
         if self._buffer:
-            self._file.write(b"".join(self._buffer))
+            # A copy: a file object may keep what it is given (object-store uploads buffer parts).
+            self._file.write(bytes(self._buffer))
             self._buffer.clear()
-            self._buffered = 0
 
     def close(self) -> None:
         self.flush()

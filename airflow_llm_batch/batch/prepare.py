@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import re
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, RequestSpec
+from airflow_llm_batch.batch.fingerprint import LineDigest
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
+from airflow_llm_batch.batch.unique_ids import SeenIds
 from airflow_llm_batch.exceptions import InvalidInputError
 
 MAX_PROBLEMS_SHOWN = 10
@@ -53,22 +56,45 @@ class IdMapper:
 
 
 class _Problems:
+    """The input problems of a pass, in input order: the first ones in words, and how many in all."""
+
     def __init__(self) -> None:
-        self.shown: list[str] = []
+        self.shown: list[tuple[int, str]] = []
         self.total = 0
+        self.position = 0  # of the item being checked, set by the pass
+        self._positions = array("q")  # of every problem (at most one per item)
 
     def add(self, message: str) -> None:
         self.total += 1
+        self._positions.append(self.position)
         if len(self.shown) < MAX_PROBLEMS_SHOWN:
-            self.shown.append(message)
+            self.shown.append((self.position, message))
+
+    def add_late_duplicates(self, duplicates: list[tuple[int, str]], id_field: str) -> None:
+        """Duplicates found after the pass (see ``SeenIds``): each replaces any other problem of its item."""
+        if not duplicates:
+            return
+        at = {position for position, _ in duplicates}
+        replaced = sum(1 for position in self._positions if position in at)
+        self.total += len(duplicates) - replaced
+        late = [(position, _duplicate(user_id, id_field)) for position, user_id in duplicates[:MAX_PROBLEMS_SHOWN]]
+        self.shown = sorted([shown for shown in self.shown if shown[0] not in at] + late)[:MAX_PROBLEMS_SHOWN]
 
     def raise_if_any(self) -> None:
         if self.total:
-            raise InvalidInputError(self.shown, self.total)
+            raise InvalidInputError([message for _, message in self.shown], self.total)
+
+
+def _duplicate(user_id: str, id_field: str) -> str:
+    return f"item '{user_id}': id field '{id_field}' is a duplicate; ids must be unique in a run"
 
 
 def item_id(item: Any, position: int, id_field: str) -> str:
     """The user's id of an item as a string; raises with the item's position when it is unusable."""
+    if item.__class__ is dict:  # the usual case, checked without the slower Mapping machinery
+        value = item.get(id_field)
+        if value.__class__ is str and value.strip():
+            return value
     if not isinstance(item, Mapping):
         raise _ItemProblem(f"item #{position}: is a {type(item).__name__}, expected a mapping of fields")
     value = item.get(id_field)
@@ -98,7 +124,7 @@ class ChunkWriter:
         self._next_index = 0
         self.chunks: list[ChunkFile] = []
         self._models: dict[int, str] = {}
-        self._hash = hashlib.blake2b(digest_size=16)
+        self._hash = LineDigest()
 
     def add(self, model: str, custom_id: str, user_id: str, line: bytes) -> None:
         key = model if self._limits.single_model_per_batch else ""
@@ -151,27 +177,29 @@ def prepare_chunks(
     :param template: renders each item's prompt (chat) or input text (embedding).
     :param body_field: alternatively, the item field holding a ready provider-native body.
     """
+    backend.check_model(spec)
     backend.check_spec(spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     problems = _Problems()
-    seen: set[str] = set()
+    seen = SeenIds()
     mapper = IdMapper(backend.limits.custom_id_pattern, backend.limits.custom_id_max_length)
+    requests = _Requests(backend, spec, template, body_field, mapper)
     chunks = ChunkWriter(out_dir, backend)
     max_request_bytes = backend.limits.max_request_bytes
     count = 0
     for position, item in enumerate(items):
         count += 1
+        problems.position = position
         try:
             user_id = item_id(item, position, id_field)
         except _ItemProblem as problem:
             problems.add(str(problem))
             continue
-        if user_id in seen:
-            problems.add(f"item '{user_id}': id field '{id_field}' is a duplicate; ids must be unique in a run")
+        if not seen.add(user_id, position):
+            problems.add(_duplicate(user_id, id_field))
             continue
-        seen.add(user_id)
         try:
-            body = _body_of(item, spec, backend, template, body_field)
+            model, custom_id, line = requests.line_of(item, user_id)
         except TemplateFieldError as err:
             problems.add(
                 f"item '{user_id}': field '{err.field}' {err.reason}; the prompt template uses {{{err.field}}}"
@@ -180,9 +208,6 @@ def prepare_chunks(
         except _ItemProblem as problem:
             problems.add(f"item '{user_id}': {problem}")
             continue
-        custom_id = mapper.custom_id(user_id)
-        try:
-            line = jsonl.dumps(backend.build_line(custom_id, spec, body))
         except jsonl.orjson.JSONEncodeError as err:
             problems.add(f"item '{user_id}': {_describe_encode_error(item, err)}")
             continue
@@ -193,10 +218,42 @@ def prepare_chunks(
             )
             continue
         if not problems.total:
-            chunks.add(str(body.get("model", spec.model)), custom_id, user_id, line)
+            chunks.add(model, custom_id, user_id, line)
+    problems.add_late_duplicates(seen.late_duplicates(), id_field)
     problems.raise_if_any()
     written, fingerprint = chunks.finish()
     return PreparedJob(chunks=written, item_count=count, fingerprint=fingerprint)
+
+
+class _Requests:
+    """Items to request lines: through the backend's line encoder where it has one (a prompt
+    template), else as its body and line dicts, JSON-encoded."""
+
+    def __init__(
+        self,
+        backend: BatchBackend,
+        spec: RequestSpec,
+        template: PromptTemplate | None,
+        body_field: str | None,
+        mapper: IdMapper,
+    ) -> None:
+        self._backend, self._spec, self._template, self._body_field = backend, spec, template, body_field
+        self._mapper = mapper
+        self._encoder = backend.line_encoder(spec) if template is not None and body_field is None else None
+
+    def line_of(self, item: Any, user_id: str) -> tuple[str, str, bytes]:
+        """``(model, custom_id, line)``. Raises ``TemplateFieldError`` or ``_ItemProblem`` before the
+        id is mapped, ``JSONEncodeError`` after, as the general path always did."""
+        encoder = self._encoder
+        if encoder is not None:
+            text = self._template.render(item)  # type: ignore[union-attr]
+            custom_id = self._mapper.custom_id(user_id)
+            return encoder.model, custom_id, encoder.encode(custom_id, text)
+        spec = self._spec
+        body = _body_of(item, spec, self._backend, self._template, self._body_field)
+        custom_id = self._mapper.custom_id(user_id)
+        line = jsonl.dumps(self._backend.build_line(custom_id, spec, body))
+        return str(body.get("model", spec.model)), custom_id, line
 
 
 def _body_of(

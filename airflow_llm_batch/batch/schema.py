@@ -63,18 +63,34 @@ class OutputValidator:
     """Parses a model's text and validates it; built once per results run, used per line."""
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        import msgspec  # a dependency of Airflow's task SDK, so already loaded in a worker
         from jsonschema import Draft202012Validator
 
+        from airflow_llm_batch.batch.quick_schema import compile_check
+
         self._validator = Draft202012Validator(schema)
+        # The fast paths of a million-line results run; each answers only when it is sure.
+        # msgspec decodes JSON exactly as ``json`` does (big integers too, unlike orjson) and
+        # refuses only what ``json`` would refuse or read differently (NaN, lone surrogates).
+        self._decode = msgspec.json.Decoder().decode
+        self._decode_errors = (msgspec.DecodeError, ValueError, RecursionError)
+        self._quick_check = compile_check(schema)
 
     def parse(self, text: str | None) -> tuple[Any, str | None]:
         """Return ``(object, None)`` when valid, or ``(None, reason)`` when it is not."""
-        if text is None or not text.strip():
+        stripped = text.strip() if text is not None else ""
+        if not stripped:
             return None, "the model returned no text"
+        json_text = _strip_code_fence(stripped) if stripped[0] == "`" else stripped
         try:
-            value = json.loads(_strip_code_fence(text))
-        except json.JSONDecodeError as err:
-            return None, f"not valid JSON ({err.msg} at char {err.pos})"
+            value = self._decode(json_text)
+        except self._decode_errors:
+            try:
+                value = json.loads(json_text)
+            except json.JSONDecodeError as err:
+                return None, f"not valid JSON ({err.msg} at char {err.pos})"
+        if self._quick_check is not None and self._quick_check(value):
+            return value, None
         error = next(iter(self._validator.iter_errors(value)), None)
         if error is not None:
             where = "/".join(str(p) for p in error.absolute_path) or "(root)"

@@ -66,14 +66,19 @@ class PromptTemplate:
             if name is None:
                 continue
             value = item.get(name, _MISSING)
-            if value is _MISSING:
-                raise TemplateFieldError(name, "is missing")
-            if value is None:
-                raise TemplateFieldError(name, "is null")
-            if isinstance(value, bytes):
-                try:
-                    value = value.decode("utf-8")
-                except UnicodeDecodeError:
-                    raise TemplateFieldError(name, "is not valid UTF-8") from None
-            out.append(value if isinstance(value, str) else str(value))
+            out.append(value if value.__class__ is str else _as_text(name, value))
         return "".join(out)
+
+
+def _as_text(name: str, value: Any) -> str:
+    """A field value that is not a plain ``str``, as the text the prompt shows."""
+    if value is _MISSING:
+        raise TemplateFieldError(name, "is missing")
+    if value is None:
+        raise TemplateFieldError(name, "is null")
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TemplateFieldError(name, "is not valid UTF-8") from None
+    return value if isinstance(value, str) else str(value)

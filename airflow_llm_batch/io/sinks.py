@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
@@ -19,7 +20,9 @@ class JsonlSink:
         self._writer = jsonl.JsonlWriter(path)
 
     def write(self, row: ItemResult) -> None:
-        self._writer.write(row.to_row())
+        # orjson writes a dataclass as its fields in order: the same bytes as ``row.to_row()``,
+        # without copying the row into a dict first.
+        self._writer.write(row)
 
     def close(self) -> None:
         self._writer.close()
@@ -59,13 +62,23 @@ class ParquetSink:
         self._schema = parquet_schema()
         self._stream = path.open("wb")
         self._writer = pq.ParquetWriter(self._stream, self._schema, compression="zstd")
-        self._rows: list[dict[str, Any]] = []
+        # Rows are kept as tuples of the columns' values and turned into columns once per row
+        # group: a dict per row (``to_row``) cost more than everything else a results line needs.
+        # The tuples hold only strings and numbers, which the garbage collector stops tracking;
+        # the structured output (encoded at once) and the status (an enum member) are kept in
+        # lists of their own. Tuples holding them were walked by every collection until flushed.
+        names = self._schema.names
+        self._apart = (names.index("status"), names.index("json"))
+        self._values_of = operator.attrgetter(*(name for name in names if name not in ("status", "json")))
+        self._rows: list[tuple[Any, ...]] = []
+        self._status: list[str] = []
+        self._json: list[str | None] = []
 
     def write(self, row: ItemResult) -> None:
-        data = row.to_row()
-        if data["json"] is not None:
-            data["json"] = jsonl.dumps(data["json"]).decode()
-        self._rows.append(data)
+        self._rows.append(self._values_of(row))
+        self._status.append(row.status)
+        value = row.json
+        self._json.append(None if value is None else jsonl.dumps(value).decode())
         if len(self._rows) >= PARQUET_ROW_GROUP:
             self._flush()
 
@@ -73,8 +86,16 @@ class ParquetSink:
         import pyarrow as pa
 
         if self._rows:
-            self._writer.write_table(pa.Table.from_pylist(self._rows, schema=self._schema))
+            columns: list[Any] = list(zip(*self._rows, strict=True))
+            for index, values in sorted(zip(self._apart, (self._status, self._json), strict=True)):
+                columns.insert(index, values)
+            arrays = [pa.array(values, type=field.type) for values, field in zip(columns, self._schema, strict=True)]
+            # (Not in a worker thread: pyarrow takes the GIL back for every write to the Python file
+            # object, and the contention cost the reading thread more than the encoding took.)
+            self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
             self._rows.clear()
+            self._status = []
+            self._json = []
 
     def close(self) -> None:
         self._flush()

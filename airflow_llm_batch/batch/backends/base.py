@@ -10,12 +10,15 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from airflow_llm_batch.batch.backends.line_encoder import LineEncoder
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,11 @@ class BatchBackend(ABC):
     @abstractmethod
     def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
         """One line of the chunk file, in the form :meth:`submit_chunk` sends."""
+
+    def line_encoder(self, spec: RequestSpec) -> LineEncoder | None:
+        """Optionally, a faster way from a rendered prompt to its line's bytes (``line_encoder.py``);
+        ``None``: the lines are built with :meth:`build_body` and :meth:`build_line`."""
+        return None
 
     def check_spec(self, spec: RequestSpec) -> None:  # noqa: B027 - optional hook
         """Raise ConfigurationError for what this provider cannot do (called before any I/O)."""

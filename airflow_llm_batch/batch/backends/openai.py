@@ -18,10 +18,13 @@ from airflow_llm_batch.batch.backends.base import (
     ProviderLimits,
     RequestSpec,
 )
+from airflow_llm_batch.batch.backends.openai_lines import succeeded_chat_line
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
+
+    from airflow_llm_batch.batch.backends.line_encoder import LineEncoder
 
 ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}
 META_JOB = "airflow_job_key"
@@ -55,21 +58,32 @@ class OpenAIBackend(BatchBackend):
     )
     console_url_template = "https://platform.openai.com/batches/{batch_id}"
 
+    # The parts of a chat body that every item of a job shares, built on its first item.
+    _chat_body: tuple[RequestSpec, dict[str, Any], bool] | None = None
+
     # Building requests ---------------------------------------------------------------------
     def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]:
         if spec.kind is Kind.EMBEDDING:
             return {"model": spec.model, "input": text, **spec.parameters}
-        messages = []
-        if spec.system_prompt:
-            messages.append({"role": "system", "content": spec.system_prompt})
-        messages.append({"role": "user", "content": text})
-        body: dict[str, Any] = {"model": spec.model, "messages": messages, **spec.parameters}
-        if spec.response_schema is not None:
-            body["response_format"] = _response_format(spec)
+        shared = self._chat_body
+        if shared is None or shared[0] is not spec:
+            shared = self._chat_body = (spec, _chat_body_template(spec), "messages" not in spec.parameters)
+        body = shared[1].copy()
+        if shared[2]:  # (``parameters`` may replace the messages, as they may replace any key)
+            user = {"role": "user", "content": text}
+            body["messages"] = (
+                [{"role": "system", "content": spec.system_prompt}, user] if spec.system_prompt else [user]
+            )
         return body
 
     def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
         return {"custom_id": custom_id, "method": "POST", "url": ENDPOINTS[spec.kind], "body": body}
+
+    def line_encoder(self, spec: RequestSpec) -> LineEncoder | None:
+        """Chat lines from fixed JSON fragments around the id and the prompt (``line_encoder.py``)."""
+        from airflow_llm_batch.batch.backends.line_encoder import fragment_encoder
+
+        return fragment_encoder(self, spec) if spec.kind is Kind.CHAT else None
 
     # Clients ------------------------------------------------------------------------------------
     @functools.cached_property
@@ -155,6 +169,14 @@ class OpenAIBackend(BatchBackend):
             await self.async_client.close()
 
 
+def _chat_body_template(spec: RequestSpec) -> dict[str, Any]:
+    """A chat body with every key in its place; only ``messages`` differs from item to item."""
+    body: dict[str, Any] = {"model": spec.model, "messages": None, **spec.parameters}
+    if spec.response_schema is not None:
+        body["response_format"] = _response_format(spec)
+    return body
+
+
 def _response_format(spec: RequestSpec) -> dict[str, Any]:
     assert spec.response_schema is not None
     return {
@@ -204,6 +226,10 @@ def _status_of(batch: Any) -> BatchStatus:
 
 def parse_result_line(line: str | bytes, kind: Kind) -> RawOutcome:
     """One line of an output or error file. Malformed lines become server errors for their item."""
+    if kind is Kind.CHAT:
+        outcome = succeeded_chat_line(line)  # the usual line, decoded faster; None for any other
+        if outcome is not None:
+            return outcome
     try:
         record = jsonl.loads(line)
         custom_id = record["custom_id"]
