@@ -16,10 +16,12 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 
 from airflow_llm_batch.emulator.anthropic.urls import PROVIDER as ANTHROPIC
+from airflow_llm_batch.emulator.bigquery.urls import PROVIDER as BIGQUERY
 from airflow_llm_batch.emulator.control import control_routes
 from airflow_llm_batch.emulator.gemini.urls import PROVIDER as GEMINI
 from airflow_llm_batch.emulator.openai.urls import PROVIDER as OPENAI
 from airflow_llm_batch.emulator.state import EmulatorState
+from airflow_llm_batch.emulator.vertex.urls import PROVIDER as VERTEX
 from airflow_llm_batch.emulator.web import ProviderGate, ProviderSpec
 
 # One entry per emulated provider; the prefix is where its SDK's base_url points.
@@ -27,6 +29,8 @@ PROVIDERS: list[ProviderSpec] = [
     OPENAI,  # /openai     -> OpenAI(base_url=f"{url}/openai/v1")
     ANTHROPIC,  # /anthropic  -> Anthropic(base_url=f"{url}/anthropic")
     GEMINI,  # /gemini     -> HttpOptions(base_url=f"{url}/gemini")
+    BIGQUERY,  # /bigquery   -> bigquery.Client(client_options={"api_endpoint": f"{url}/bigquery"})
+    VERTEX,  # /vertex     -> genai.Client(vertexai=True, http_options=HttpOptions(base_url=f"{url}/vertex"))
 ]
 
 

@@ -110,6 +110,16 @@ class Emulator:
         return f"{self.url}/gemini"
 
     @property
+    def bigquery_url(self) -> str:
+        """``client_options={"api_endpoint": ...}`` for ``google.cloud.bigquery.Client``."""
+        return f"{self.url}/bigquery"
+
+    @property
+    def vertex_base_url(self) -> str:
+        """``HttpOptions(base_url=...)`` for ``genai.Client(vertexai=True, ...)``."""
+        return f"{self.url}/vertex"
+
+    @property
     def scenario(self) -> Scenario:
         return self.state.scenario
 

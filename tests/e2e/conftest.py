@@ -19,6 +19,7 @@ EXAMPLES = ROOT / "dags_examples"
 TEST_DAGS = Path(__file__).parent / "dags"
 API_KEY = "e2e-test-key"
 SMALL_BATCH = 80
+GCP_PROJECT = "test-project"
 
 
 class DagRunner:
@@ -84,6 +85,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory, llm_batch_emulator_server:
             password=API_KEY,
             extra={"limits": {"max_requests": SMALL_BATCH}},
         )
+    # BigQuery (source and sink) and Vertex AI; the token is any string, the emulator does not check it.
+    google = {"project": GCP_PROJECT, "bigquery_endpoint": emulator.bigquery_url}
+    box.set_connection("google_cloud_default", "google_cloud_platform", password=API_KEY, extra=google)
+    vertex = {**google, "location": "us-central1", "bigquery_dataset": "llm_batch"}
+    box.set_connection(
+        "llm_batch_vertex", "llm_batch_vertex", host=emulator.vertex_base_url, password=API_KEY, extra=vertex
+    )
     box.migrate()
     return box
 

@@ -13,6 +13,7 @@ BACKENDS: dict[str, str] = {
     "openai": "airflow_llm_batch.batch.backends.openai:OpenAIBackend",
     "anthropic": "airflow_llm_batch.batch.backends.anthropic:AnthropicBackend",
     "gemini": "airflow_llm_batch.batch.backends.gemini:GeminiBackend",
+    "vertex": "airflow_llm_batch.batch.backends.vertex:VertexBackend",
 }
 
 # Providers whose batch APIs take embedding requests; shown in the error for the others.

@@ -1,0 +1,1 @@
+"""Emulated BigQuery REST API (the routes this package uses), backed by an in-memory DuckDB."""

@@ -1,0 +1,1 @@
+"""Emulated Vertex AI batchPredictionJobs with BigQuery input and output."""
