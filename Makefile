@@ -7,7 +7,7 @@ AIRFLOW_OLDEST ?= 3.1.8
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: venv demo test test-oldest test-all lint format bench clean
+.PHONY: venv demo ui browser test test-oldest test-all lint format bench clean
 
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
@@ -23,6 +23,14 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+# The Airflow UI with the example DAGs and connections to the emulator; Ctrl-C stops it.
+ui: $(STAMP)
+	$(BIN)/python scripts/ui.py
+
+# Debian's Chromium for the UI test (tests/ui), installed once; CI runs this before the tests.
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -45,4 +53,4 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf .venv .venv-oldest .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-oldest .demo .ui .pytest_cache .mypy_cache .ruff_cache

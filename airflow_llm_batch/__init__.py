@@ -26,11 +26,17 @@ _EXPORTS = {
     "BatchFailedError": "airflow_llm_batch.exceptions",
     "BatchTimeoutError": "airflow_llm_batch.exceptions",
     "ConfigurationError": "airflow_llm_batch.exceptions",
+    "BudgetExceededError": "airflow_llm_batch.exceptions",
+    "BigQuerySource": "airflow_llm_batch.io.bigquery",
+    "BigQuerySink": "airflow_llm_batch.io.bigquery_sink",
 }
 
 __all__ = [
     "BatchFailedError",
     "BatchTimeoutError",
+    "BigQuerySink",
+    "BigQuerySource",
+    "BudgetExceededError",
     "ConfigurationError",
     "InvalidInputError",
     "LLMBatchCompletionSensor",
@@ -47,11 +53,14 @@ if TYPE_CHECKING:
     from airflow_llm_batch.exceptions import (
         BatchFailedError,
         BatchTimeoutError,
+        BudgetExceededError,
         ConfigurationError,
         InvalidInputError,
         LLMBatchError,
     )
     from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+    from airflow_llm_batch.io.bigquery import BigQuerySource
+    from airflow_llm_batch.io.bigquery_sink import BigQuerySink
     from airflow_llm_batch.operators.consolidate import LLMBatchConsolidateOperator
     from airflow_llm_batch.operators.results import LLMBatchResultsOperator
     from airflow_llm_batch.operators.submit import LLMBatchSubmitOperator

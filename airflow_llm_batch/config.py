@@ -25,3 +25,14 @@ def default_work_dir() -> str:
 
 def default_poll_interval() -> float:
     return float(airflow_conf().getfloat("llm_batch", "poll_interval", fallback=60.0))
+
+
+def price_table(overrides: Any = None) -> Any:
+    """The shipped batch prices, then ``[llm_batch] price_table``, then an operator's ``prices=``."""
+    from airflow_llm_batch.batch.pricing import PriceTable, parse_price_setting
+
+    table = PriceTable.shipped()
+    configured = airflow_conf().get("llm_batch", "price_table", fallback=None)
+    if configured:
+        table = table.with_overrides(parse_price_setting(str(configured)), source="[llm_batch] price_table")
+    return table.with_overrides(overrides, source="the operator's prices=")

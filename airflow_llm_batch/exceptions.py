@@ -48,3 +48,16 @@ class BatchTimeoutError(LLMBatchError):
 
 class StateConflictError(LLMBatchError):
     """The work dir holds state for this job key that does not match the current input."""
+
+
+class BudgetExceededError(LLMBatchError):
+    """The Submit task's cost estimate is above its ``max_cost``. Raised before any API call.
+
+    :param estimate: the estimated batch cost in USD.
+    :param max_cost: the limit the task was given.
+    """
+
+    def __init__(self, message: str, estimate: float | None = None, max_cost: float | None = None) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.max_cost = max_cost

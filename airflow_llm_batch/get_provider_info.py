@@ -7,6 +7,102 @@ from __future__ import annotations
 
 from typing import Any
 
+# The connection forms of the UI, declared as data: Airflow 3.2+ reads ``conn-fields`` and
+# ``ui-field-behaviour`` from here without importing the hooks; on Airflow 3.1 the hooks'
+# ``get_connection_form_widgets`` / ``get_ui_field_behaviour`` build the same form from this dict.
+# Extra fields are stored under their own names in the connection's extra JSON.
+_WORK_DIR_FIELD = {
+    "label": "Default work dir",
+    "description": "Where request and result files go when the operator names no work_dir: a local "
+    "folder shared by the workers, or s3://bucket/prefix, gs://bucket/prefix.",
+    "schema": {"type": ["string", "null"]},
+}
+_API_KEY_FORM = {
+    "hidden-fields": ["schema", "port", "login"],
+    "relabeling": {"password": "API Key", "host": "Base URL"},
+}
+CONNECTION_FORMS: dict[str, dict[str, Any]] = {
+    "llm_batch_openai": {
+        "hook-name": "LLM Batch: OpenAI",
+        "conn-fields": {
+            "organization": {
+                "label": "Organization ID",
+                "description": "Optional: the OpenAI organization (org-...) to bill.",
+                "schema": {"type": ["string", "null"]},
+            },
+            "project": {
+                "label": "Project ID",
+                "description": "Optional: the OpenAI project (proj_...) to bill.",
+                "schema": {"type": ["string", "null"]},
+            },
+            "work_dir": _WORK_DIR_FIELD,
+        },
+        "ui-field-behaviour": {
+            **_API_KEY_FORM,
+            "placeholders": {
+                "password": "sk-...",
+                "host": "empty for https://api.openai.com/v1; the emulator: http://127.0.0.1:8765/openai/v1",
+            },
+        },
+    },
+    "llm_batch_anthropic": {
+        "hook-name": "LLM Batch: Anthropic",
+        "conn-fields": {"work_dir": _WORK_DIR_FIELD},
+        "ui-field-behaviour": {
+            **_API_KEY_FORM,
+            "placeholders": {
+                "password": "sk-ant-...",
+                "host": "empty for https://api.anthropic.com; the emulator: http://127.0.0.1:8765/anthropic",
+            },
+        },
+    },
+    "llm_batch_gemini": {
+        "hook-name": "LLM Batch: Gemini",
+        "conn-fields": {"work_dir": _WORK_DIR_FIELD},
+        "ui-field-behaviour": {
+            **_API_KEY_FORM,
+            "placeholders": {
+                "password": "AIza... (a Gemini API key from Google AI Studio)",
+                "host": "empty for https://generativelanguage.googleapis.com; the emulator: http://127.0.0.1:8765/gemini",
+            },
+        },
+    },
+    "llm_batch_vertex": {
+        "hook-name": "LLM Batch: Vertex AI",
+        "conn-fields": {
+            "project": {
+                "label": "Google Cloud project",
+                "description": "The project that runs the Vertex AI batch prediction jobs.",
+                "schema": {"type": ["string", "null"]},
+            },
+            "location": {
+                "label": "Location",
+                "description": "The Vertex AI region of the jobs, e.g. us-central1.",
+                "schema": {"type": ["string", "null"], "default": "us-central1"},
+            },
+            "bigquery_dataset": {
+                "label": "BigQuery dataset",
+                "description": "Where the request and output tables of the jobs go (default llm_batch).",
+                "schema": {"type": ["string", "null"]},
+            },
+            "work_dir": _WORK_DIR_FIELD,
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login"],
+            "relabeling": {"password": "Access token (optional)", "host": "Base URL"},
+            "placeholders": {
+                "password": "empty: Application Default Credentials",
+                "host": "empty for the Vertex AI endpoint of the location; the emulator: http://127.0.0.1:8765/vertex",
+            },
+        },
+    },
+}
+
+
+def connection_form(conn_type: str) -> dict[str, Any]:
+    """The UI form of one of this package's connection types (empty for others)."""
+    return CONNECTION_FORMS.get(conn_type, {})
+
 
 def get_provider_info() -> dict[str, Any]:
     return {
@@ -38,17 +134,25 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchOpenAIHook",
                 "connection-type": "llm_batch_openai",
+                **CONNECTION_FORMS["llm_batch_openai"],
             },
             {
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchAnthropicHook",
                 "connection-type": "llm_batch_anthropic",
+                **CONNECTION_FORMS["llm_batch_anthropic"],
             },
             {
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchGeminiHook",
                 "connection-type": "llm_batch_gemini",
+                **CONNECTION_FORMS["llm_batch_gemini"],
+            },
+            {
+                "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchVertexHook",
+                "connection-type": "llm_batch_vertex",
+                **CONNECTION_FORMS["llm_batch_vertex"],
             },
         ],
-        "extra-links": ["airflow_llm_batch.links.LLMBatchConsoleLink"],
+        "extra-links": ["airflow_llm_batch.links.LLMBatchConsoleLink", "airflow_llm_batch.links.LLMBatchListLink"],
         "config": {
             "llm_batch": {
                 "description": "Defaults of the airflow-llm-batch provider.",
@@ -59,6 +163,15 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "string",
                         "example": "s3://my-bucket/llm-batch",
+                        "default": None,
+                    },
+                    "price_table": {
+                        "description": "Batch prices per model that override the shipped table, in USD per "
+                        "1M tokens: inline JSON or the path of a JSON file, "
+                        '{"model": {"input": 0.2, "output": 0.8, "cached_input": 0.05}}.',
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": '{"gpt-4.1-mini": {"input": 0.2, "output": 0.8, "cached_input": 0.05}}',
                         "default": None,
                     },
                     "poll_interval": {

@@ -18,6 +18,7 @@ from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend
 from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.manifest import Manifest
+from airflow_llm_batch.batch.pricing import PriceTable, cost_summary
 from airflow_llm_batch.batch.records import (
     BatchOutcome,
     BatchStatus,
@@ -87,8 +88,12 @@ def collect_results(
     sink: RowSink,
     validator: OutputValidator | None,
     on_batch: Callable[[str, BatchStatus], None] | None = None,
+    prices: PriceTable | None = None,
 ) -> dict[str, Any]:
-    """Write one row per submitted item to ``sink`` and the failed ids to ``failed_items.jsonl``."""
+    """Write one row per submitted item to ``sink`` and the failed ids to ``failed_items.jsonl``.
+
+    :param prices: the batch prices for the summary's ``cost`` (default: the shipped table).
+    """
     kind = Kind(manifest.kind)
     summary = ResultsSummary()
     layout.results_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +137,7 @@ def collect_results(
         "by_error_type": dict(sorted(summary.by_error_type.items())),
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
+        "cost": cost_summary(manifest.provider, manifest.model, summary.input_tokens, summary.output_tokens, prices),
         "output_uri": sink.uri,
         "failed_items_uri": uri_of(failed_path),
         "work_uri": manifest.work_uri,
@@ -163,21 +169,22 @@ def _batch_rows(
     validator: OutputValidator | None,
 ) -> Any:
     """Yield ``(row, custom_id)`` for every id of the chunk, result lines first, then the unseen."""
-    ids: dict[str, str] = dict(jsonl.read_jsonl(layout.ids_file(chunk)))
+    ids: dict[str, str] = jsonl.read_pairs(layout.ids_file(chunk))
     seen: set[str] = set()
     common = {"provider": manifest.provider, "batch_id": status.batch_id, "attempt": manifest.attempt}
     for outcome in _outcomes_with_retry(backend, status, kind):
-        user_id = ids.get(outcome.custom_id)
+        custom_id = outcome.custom_id
+        user_id = ids.get(custom_id)
         if user_id is None:
-            if outcome.custom_id:
+            if custom_id:
                 log.warning("Batch %s returned a result line for an unknown id; ignored", status.batch_id)
             else:
                 log.warning("Batch %s returned a malformed result line; ignored", status.batch_id)
             continue
-        if outcome.custom_id in seen:
+        if custom_id in seen:
             continue  # a second line for the item, or a line already read before a download restarted
-        seen.add(outcome.custom_id)
-        yield to_item_result(user_id, outcome, validator, manifest.model, common), outcome.custom_id
+        seen.add(custom_id)
+        yield to_item_result(user_id, outcome, validator, manifest.model, common), custom_id
     unseen_type, unseen_message = _UNSEEN_BY_OUTCOME.get(
         status.outcome or BatchOutcome.COMPLETED,
         (ErrorType.MISSING, "the provider returned no result for this item"),
@@ -217,6 +224,22 @@ def to_item_result(
     model: str,
     common: dict[str, Any],
 ) -> ItemResult:
+    reason = None
+    if outcome.succeeded and validator is not None:
+        parsed, reason = validator.parse(outcome.text)
+        if reason is None:  # the usual line: one construction, nothing to change afterwards
+            return ItemResult(
+                id=user_id,
+                status=ItemStatus.SUCCEEDED,
+                text=outcome.text,
+                json=parsed,
+                embedding=outcome.embedding,
+                model=outcome.model or model,
+                input_tokens=outcome.input_tokens,
+                output_tokens=outcome.output_tokens,
+                finish_reason=outcome.finish_reason,
+                **common,
+            )
     row = ItemResult(
         id=user_id,
         status=ItemStatus.SUCCEEDED if outcome.succeeded else ItemStatus.FAILED,
@@ -233,14 +256,9 @@ def to_item_result(
         row.error_type = error_type.value
         row.error_message = outcome.error_message
         row.retryable = error_type.retryable
-        return row
-    if validator is not None:
-        parsed, reason = validator.parse(outcome.text)
-        if reason is not None:
-            row.status = ItemStatus.FAILED
-            row.error_type = ErrorType.INVALID_OUTPUT.value
-            row.error_message = f"output {reason}"
-            row.retryable = True
-        else:
-            row.json = parsed
+    elif reason is not None:  # the output did not validate
+        row.status = ItemStatus.FAILED
+        row.error_type = ErrorType.INVALID_OUTPUT.value
+        row.error_message = f"output {reason}"
+        row.retryable = True
     return row

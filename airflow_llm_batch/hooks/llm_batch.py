@@ -26,6 +26,7 @@ PROVIDER_BY_CONN_TYPE = {
     "anthropic": "anthropic",
     "llm_batch_gemini": "gemini",
     "gemini": "gemini",
+    "llm_batch_vertex": "vertex",
 }
 
 
@@ -102,21 +103,73 @@ class LLMBatchHook(BaseHook):
         return backend_from_connection(conn, provider, limit_overrides)
 
     def test_connection(self) -> tuple[bool, str]:
+        """For the connection form's Test button: one cheap authenticated call (list one batch)."""
         try:
             return self.get_conn().test_connection()
         except Exception as err:  # the UI shows the message; keep it free of secrets
-            return False, f"{type(err).__name__}: {_redact(str(err), self)}"
+            return False, _test_failure(err, self)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Airflow 3.1 reads a connection type's form only from methods defined on its hook class
+        # itself (not inherited): give every connection type's hook its own.
+        super().__init_subclass__(**kwargs)
+        cls.get_connection_form_widgets = classmethod(_form_widgets)  # type: ignore[assignment,method-assign]
+        cls.get_ui_field_behaviour = classmethod(_ui_field_behaviour)  # type: ignore[assignment,method-assign]
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """Extra form fields on Airflow 3.1 (3.2+ reads ``conn-fields`` from the provider info)."""
+        return _form_widgets(cls)
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"password": "API Key", "host": "Base URL"},
-            "placeholders": {
-                "host": "leave empty for the provider's public endpoint",
-                "extra": '{"work_dir": "s3://bucket/llm-batch"}',
-            },
-        }
+        """Hidden, relabelled and pre-filled fields on Airflow 3.1 (3.2+ reads the provider info)."""
+        return _ui_field_behaviour(cls)
+
+
+def _form_widgets(cls: type[LLMBatchHook]) -> dict[str, Any]:
+    from airflow_llm_batch.get_provider_info import connection_form
+
+    fields = connection_form(cls.conn_type).get("conn-fields", {})
+    if not fields:
+        return {}
+    # Airflow 3.1's API server stands in fakes for these when Flask-AppBuilder is not installed.
+    from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+    from flask_babel import lazy_gettext
+    from wtforms import StringField
+
+    return {
+        name: StringField(
+            lazy_gettext(field["label"]),
+            widget=BS3TextFieldWidget(),
+            description=field.get("description", ""),
+            default=field["schema"].get("default"),
+        )
+        for name, field in fields.items()
+    }
+
+
+def _ui_field_behaviour(cls: type[LLMBatchHook]) -> dict[str, Any]:
+    from airflow_llm_batch.get_provider_info import connection_form
+
+    behaviour = connection_form(cls.conn_type).get("ui-field-behaviour", {})
+    return {
+        "hidden_fields": list(behaviour.get("hidden-fields", [])),
+        "relabeling": dict(behaviour.get("relabeling", {})),
+        "placeholders": dict(behaviour.get("placeholders", {})),
+    }
+
+
+def _test_failure(err: Exception, hook: LLMBatchHook) -> str:
+    """What the Test button shows for a failed call: the cause in words, never the key."""
+    status = getattr(err, "status_code", None) or getattr(err, "code", None)
+    detail = f"{type(err).__name__}: {_redact(str(err), hook)}"
+    # OpenAI and Anthropic answer a bad key with 401; Gemini with 400 and reason API_KEY_INVALID.
+    if status in (401, 403) or "API_KEY_INVALID" in detail:
+        return f"The provider rejected the API key (HTTP {status}): check the connection's password. {detail}"
+    if type(err).__name__ in ("APIConnectionError", "ConnectError", "ConnectTimeout", "APITimeoutError"):
+        return f"Could not reach the provider: check the Base URL (host) and the network. {detail}"
+    return detail
 
 
 def _redact(message: str, hook: LLMBatchHook) -> str:
@@ -149,3 +202,13 @@ class LLMBatchGeminiHook(LLMBatchHook):
     conn_type = "llm_batch_gemini"
     hook_name = "LLM Batch: Gemini"
     default_conn_name = "llm_batch_gemini_default"
+
+
+class LLMBatchVertexHook(LLMBatchHook):
+    """Vertex AI batch prediction with BigQuery tables: password = OAuth access token (or empty for
+    Application Default Credentials); extras ``project``, ``location``, ``bigquery_dataset``,
+    ``bigquery_endpoint``; host = the Vertex base URL (e.g. ``http://127.0.0.1:8765/vertex``)."""
+
+    conn_type = "llm_batch_vertex"
+    hook_name = "LLM Batch: Vertex AI"
+    default_conn_name = "llm_batch_vertex_default"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow_llm_batch.batch.records import JobKey
-from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+# The operators import this module when a DAG file is parsed: what runs only in a task (the hook,
+# the records) is imported there, so parsing does not pay for it.
+if TYPE_CHECKING:
+    from airflow_llm_batch.batch.records import JobKey
+    from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
 
 
 def job_key_of(context: Any) -> JobKey:
     """``(dag_id, task_id, run_id, map_index)``: the same on every retry of one task instance."""
+    from airflow_llm_batch.batch.records import JobKey
+
     ti = context["ti"]
     map_index = getattr(ti, "map_index", -1)
     return JobKey(

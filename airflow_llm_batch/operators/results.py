@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow.sdk import BaseOperator
@@ -22,9 +22,25 @@ class LLMBatchResultsOperator(BaseOperator):
     :param manifest: the Submit (or Sensor) task's return value.
     :param output_format: ``"jsonl"`` (default) or ``"parquet"``.
     :param output_dir: where to write ``results.<format>``; default: the job's folder in the work dir.
+    :param sink: also write the rows to a table, e.g. ``BigQuerySink("project.dataset.labels")``
+        (``airflow_llm_batch.io.bigquery_sink``). The table is checked before any result is read
+        and loaded after the results file is complete; running this task again for the same DAG
+        run replaces the rows it wrote before. The file is still written (retry rounds read it).
+    :param prices: batch prices per model for the summary's ``cost``, overriding the shipped table
+        and ``[llm_batch] price_table``: ``{"my-model": {"input": 0.2, "output": 0.8}}`` (USD per 1M
+        tokens).
+    :param output_asset: an Airflow asset (an ``Asset`` or its URI) this task updates when it
+        succeeds, so that other DAGs can be scheduled on fresh results. It is added to ``outlets``;
+        the asset event's ``extra`` carries the summary's ``output_uri``, counts and cost. Asset
+        URIs are fixed when the DAG is parsed: name the dataset ("results of the nightly triage"),
+        not one run's file, e.g. ``"file:///data/triage/results"`` or ``"llm-batch://triage"``.
+
+    The summary (the task's XCom) holds the counts, the tokens, the ``cost`` (``batch``: what the
+    tokens cost at batch prices; ``realtime``: what the same tokens would cost through the
+    real-time API; ``savings``; ``price_source``) and the URIs of the results and failed items.
     """
 
-    template_fields: Sequence[str] = ("manifest", "output_format", "output_dir")
+    template_fields: Sequence[str] = ("manifest", "output_format", "output_dir", "sink")
     ui_color = "#e6f4ea"
 
     def __init__(
@@ -33,12 +49,20 @@ class LLMBatchResultsOperator(BaseOperator):
         manifest: Any,
         output_format: str = "jsonl",
         output_dir: str | None = None,
+        prices: Mapping[str, Any] | None = None,
+        output_asset: Any = None,
+        sink: Any = None,
         **kwargs: Any,
     ) -> None:
+        if output_asset is not None:
+            kwargs["outlets"] = [*(kwargs.get("outlets") or []), _as_asset(output_asset)]
         super().__init__(**kwargs)
         self.manifest = manifest
         self.output_format = output_format
         self.output_dir = output_dir
+        self.prices = dict(prices or {})
+        self.sink = sink
+        self._output_uri: str | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_llm_batch.batch import jsonl
@@ -46,21 +70,25 @@ class LLMBatchResultsOperator(BaseOperator):
         from airflow_llm_batch.batch.manifest import Manifest
         from airflow_llm_batch.batch.results import collect_results
         from airflow_llm_batch.batch.schema import OutputValidator
+        from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.io.sinks import open_sink
-        from airflow_llm_batch.operators._common import storage_path
+        from airflow_llm_batch.operators._common import job_key_of, storage_path
 
         manifest = Manifest.from_dict(self.manifest)
         layout = JobLayout(storage_path(manifest.work_uri))
-        validator = None
+        validator = response_schema = None
         if manifest.has_schema:
             with layout.schema_file.open("rb") as stream:
-                validator = OutputValidator(jsonl.loads(stream.read()))
+                response_schema = jsonl.loads(stream.read())
+            validator = OutputValidator(response_schema)
+        if self.sink is not None:  # checked before any result is read: a conflicting table writes nothing
+            self.sink.prepare(job_key_of(context), response_schema)
         out_dir = storage_path(self.output_dir) if self.output_dir else layout.results_dir
         sink = open_sink(out_dir, self.output_format)
         backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
         try:
-            summary = collect_results(manifest, backend, layout, sink, validator)
+            summary = collect_results(manifest, backend, layout, sink, validator, prices=price_table(self.prices))
         finally:
             backend.close()
         self.log.info(
@@ -75,4 +103,46 @@ class LLMBatchResultsOperator(BaseOperator):
             summary["output_tokens"],
             summary["output_uri"],
         )
+        cost = summary["cost"]
+        if cost["batch"] is not None:
+            self.log.info(
+                "Cost: $%.4f at batch prices; the same tokens in real time: $%.4f (saved $%.4f); prices: %s",
+                cost["batch"],
+                cost["realtime"],
+                cost["savings"],
+                cost["price_source"],
+            )
+        else:
+            self.log.info("Cost unknown: %s", cost["price_source"])
+        if self.sink is not None:
+            from airflow_llm_batch.batch.retry import iter_result_rows
+
+            summary["sink"] = self.sink.write(iter_result_rows(storage_path(summary["output_uri"])))
+            self.log.info(
+                "Wrote %d rows to %s (replacing this task's rows of this run)", summary["sink"]["rows"], self.sink.uri
+            )
+        self._output_uri = summary["output_uri"]
+        self._record_asset_events(context, summary)
         return summary
+
+    def _record_asset_events(self, context: Any, summary: dict[str, Any]) -> None:
+        """Attach where the results are (and what they cost) to the events of this task's asset outlets."""
+        from airflow.sdk import Asset
+
+        extra = {key: summary[key] for key in ("output_uri", "items", "succeeded", "failed", "job_key")}
+        extra["cost_batch"] = summary["cost"]["batch"]
+        for outlet in self.outlets or []:
+            if isinstance(outlet, Asset):
+                context["outlet_events"][outlet].extra.update(extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the results file this task wrote (called by the OpenLineage provider)."""
+        from airflow_llm_batch.lineage import dataset_id, operator_lineage
+
+        return operator_lineage(outputs=[dataset_id(self._output_uri)] if self._output_uri else [])
+
+
+def _as_asset(value: Any) -> Any:
+    from airflow.sdk import Asset
+
+    return value if isinstance(value, Asset) else Asset(str(value))

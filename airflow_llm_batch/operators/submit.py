@@ -10,7 +10,7 @@ from airflow.sdk import BaseOperator
 
 from airflow_llm_batch.batch.records import Kind
 from airflow_llm_batch.exceptions import ConfigurationError
-from airflow_llm_batch.links import LLMBatchConsoleLink, push_console_url
+from airflow_llm_batch.links import LLMBatchConsoleLink, LLMBatchListLink, push_console_url
 from airflow_llm_batch.operators._common import LiteralItems
 
 NO_EMBEDDINGS = {"anthropic"}
@@ -52,6 +52,13 @@ class LLMBatchSubmitOperator(BaseOperator):
         model and prompt come from the earlier attempt.
     :param provider_options: provider-specific switches, e.g. ``{"cache_system_prompt": True}``
         (Anthropic prompt caching of the system prompt).
+    :param max_cost: the most the job may cost, in US dollars at batch prices. The cost is estimated
+        from the request files before any API call (input: their bytes / 4; output: ``max_tokens``
+        per item, or 1024 when unset) and a higher estimate fails the task with
+        ``BudgetExceededError``, submitting nothing. ``None`` (default): only log the estimate.
+    :param prices: batch prices per model overriding the shipped table and ``[llm_batch]
+        price_table``: ``{"my-model": {"input": 0.2, "output": 0.8, "cached_input": 0.05}}`` (USD
+        per 1M tokens).
     """
 
     template_fields: Sequence[str] = (
@@ -66,7 +73,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         "retry_of",
     )
     template_fields_renderers = {"parameters": "json", "prompt_template": "md", "system_prompt": "md"}
-    operator_extra_links = (LLMBatchConsoleLink(),)
+    operator_extra_links = (LLMBatchConsoleLink(), LLMBatchListLink())
     ui_color = "#e8f0fe"
 
     def __init__(
@@ -90,6 +97,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         on_input_change: str = "fail",
         provider_options: Mapping[str, Any] | None = None,
         retry_of: Any = None,
+        max_cost: float | None = None,
+        prices: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,6 +120,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.on_input_change = on_input_change
         self.provider_options = dict(provider_options or {})
         self.retry_of = retry_of
+        self.max_cost = max_cost
+        self.prices = dict(prices or {})
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -118,6 +129,9 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: give items and model (or retry_of for a retry round)")
         if self.retry_of is None and self.prompt_template is None and self.body_field is None:
             raise ConfigurationError(f"{self.task_id}: give prompt_template (or body_field for ready bodies)")
+        cost = self.max_cost
+        if cost is not None and (isinstance(cost, bool) or not isinstance(cost, int | float) or cost < 0):
+            raise ConfigurationError(f"{self.task_id}: max_cost must be a number of US dollars >= 0")
         if self.on_input_change not in ("fail", "resubmit"):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
         if self.kind is Kind.EMBEDDING and (self.provider in NO_EMBEDDINGS or str(self.model).startswith("claude")):
@@ -179,7 +193,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         if spec.response_schema is not None:
             with layout.schema_file.open("wb") as stream:
                 stream.write(jsonl.dumps(spec.response_schema.schema))
-        self.log.info("%d items in %d chunk(s); submitting", prepared.item_count, len(prepared.chunks))
+        self.log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
+        estimate = self._estimate_cost(prepared, spec)
         manifest = submit_prepared(
             prepared,
             backend=backend,
@@ -191,6 +206,8 @@ class LLMBatchSubmitOperator(BaseOperator):
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
         )
+        if estimate is not None:
+            manifest.extra["cost_estimate"] = estimate.to_dict()
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
         self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
@@ -236,6 +253,47 @@ class LLMBatchSubmitOperator(BaseOperator):
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
         return manifest.to_dict()
+
+    def _estimate_cost(self, prepared: Any, spec: Any) -> Any:
+        """Estimate the job's batch cost from its request files (no API call); refuse it above ``max_cost``."""
+        from airflow_llm_batch.batch.pricing import estimate_cost
+        from airflow_llm_batch.config import price_table
+        from airflow_llm_batch.exceptions import BudgetExceededError
+
+        estimate = estimate_cost(
+            spec.model,
+            prepared.item_count,
+            sum(chunk.bytes for chunk in prepared.chunks),
+            spec.parameters,
+            spec.kind is Kind.EMBEDDING,
+            price_table(self.prices),
+        )
+        if estimate is None:
+            if self.max_cost is not None:
+                raise ConfigurationError(
+                    f"{self.task_id}: cannot check max_cost=${self.max_cost:g}: no price is known for model "
+                    f"{spec.model!r}; give it with prices= or [llm_batch] price_table. Nothing was submitted."
+                )
+            self.log.info("No price is known for model %s: no cost estimate", spec.model)
+            return None
+        self.log.info("Estimated cost: %s", estimate.describe())
+        if self.max_cost is not None and estimate.batch_cost > self.max_cost:
+            raise BudgetExceededError(
+                f"{self.task_id}: the estimated cost is above max_cost=${self.max_cost:g}, so nothing was "
+                f"submitted. Estimate: {estimate.describe()}. Raise max_cost, set a lower max_tokens, or "
+                "submit fewer items.",
+                estimate=estimate.batch_cost,
+                max_cost=self.max_cost,
+            )
+        return estimate
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the items file or BigQuery table this task read (called by the OpenLineage provider)."""
+        from airflow_llm_batch.lineage import items_dataset_id, operator_lineage
+
+        items = self.items.items if isinstance(self.items, LiteralItems) else self.items
+        dataset = items_dataset_id(items)
+        return operator_lineage(inputs=[dataset] if dataset else [])
 
     def _backend(self, hook: Any) -> Any:
         """The backend this task submits through (a seam for fault-injection tests)."""

@@ -9,7 +9,7 @@ from typing import Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
-from airflow_llm_batch.links import LLMBatchConsoleLink, push_console_url
+from airflow_llm_batch.links import LLMBatchConsoleLink, LLMBatchListLink, push_console_url
 
 # Extra seconds Airflow allows the deferral beyond the manifest's deadline, so the trigger's own
 # timeout event (which can cancel the batches) wins over Airflow's blunt TaskDeferralTimeout.
@@ -37,7 +37,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
     """
 
     template_fields: Sequence[str] = ("manifest",)
-    operator_extra_links = (LLMBatchConsoleLink(),)
+    operator_extra_links = (LLMBatchConsoleLink(), LLMBatchListLink())
     ui_color = "#fdf3e1"
 
     def __init__(
@@ -102,13 +102,13 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
 
         manifest = self._manifest()
         backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
-        progress = ProgressTracker(manifest.batch_ids, manifest.submitted_at)
-        statuses = {}
-        for entry in manifest.batches:
-            status = backend.get_status(entry.batch_id)
-            statuses[entry.batch_id] = status.summary()
-            for line in progress.update(status):
-                self.log.info(line)
+        progress = ProgressTracker(
+            manifest.batch_ids, manifest.submitted_at, {b.batch_id: b.count for b in manifest.batches}
+        )
+        polled = [backend.get_status(entry.batch_id) for entry in manifest.batches]
+        statuses = {status.batch_id: status.summary() for status in polled}
+        for line in progress.poll_lines(polled):
+            self.log.info(line)
         if all(s["outcome"] for s in statuses.values()):
             return PokeReturnValue(is_done=True, xcom_value=self._finish(context, manifest, statuses))
         if time.time() >= manifest.deadline:

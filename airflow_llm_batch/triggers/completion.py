@@ -82,9 +82,11 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.triggers.shared_backends import SHARED_BACKENDS
 
-        backend = await LLMBatchHook.aget_backend(self.conn_id, self.provider)
+        # Shared with the other triggers of this loop polling through the same connection: one
+        # client and one connection pool for all of them (see ``shared_backends``).
+        backend = await SHARED_BACKENDS.acquire(self.conn_id, self.provider)
         progress = ProgressTracker(self.batch_ids, self.submitted_at, self.totals)
         statuses: dict[str, dict[str, Any]] = {}
         errors_in_a_row = 0
@@ -120,7 +122,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
                     return
                 await asyncio.sleep(self._next_sleep(errors_in_a_row, cancelled_at is not None))
         finally:
-            await backend.aclose()
+            await SHARED_BACKENDS.release(backend)
 
     async def _poll_round(
         self, backend: Any, progress: ProgressTracker, statuses: dict[str, dict[str, Any]]
@@ -129,7 +131,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         pending = [b for b in self.batch_ids if b not in self._ended]
         results = await asyncio.gather(*(backend.aget_status(b) for b in pending), return_exceptions=True)
         failure = None
-        lines: list[str] = []
+        polled = []
         for result in results:
             if isinstance(result, BaseException):
                 failure = failure or result
@@ -137,11 +139,9 @@ class LLMBatchCompletionTrigger(BaseTrigger):
             statuses[result.batch_id] = result.summary()
             if result.ended:
                 self._ended.add(result.batch_id)
-            lines.extend(progress.update(result))
-        for line in lines:
+            polled.append(result)
+        for line in progress.poll_lines(polled):
             self.log.info(line)
-        if lines and len(self.batch_ids) > 1:
-            self.log.info(progress.total_line())
         return failure
 
     async def _cancel(self, backend: Any, batch_ids: list[str]) -> None:
