@@ -62,7 +62,7 @@ class LiteralItems:
 def skip(reason: str) -> NoReturn:
     """Skip the task (and, through trigger rules, the tasks that wait on it)."""
     try:
-        from airflow.sdk.exceptions import AirflowSkipException  # Airflow 3.2+
+        from airflow.sdk.exceptions import AirflowSkipException  # type: ignore[attr-defined,unused-ignore]  # 3.2+
     except ImportError:  # Airflow 3.1
         from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef,unused-ignore]
     raise AirflowSkipException(reason)
