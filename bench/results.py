@@ -169,7 +169,7 @@ def bare_loop(root: Path) -> int:
 
 def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sizes", default="200000,1000000", help="line counts, each run in a fresh process")
-    parser.add_argument("--repeat", type=int, default=2, help="time each loop this many times, keep the best")
+    parser.add_argument("--repeat", type=int, default=3, help="time each loop this many times, keep the best")
     parser.add_argument("--one", type=int, help="(internal) measure one size in this process")
     parser.add_argument("--profile", type=Path, help="with --one: write a cProfile of the results pass here")
 

@@ -5,6 +5,7 @@ Request and result files can hold a million lines: everything here streams.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -17,14 +18,15 @@ loads = orjson.loads
 JSONDecodeError = orjson.JSONDecodeError
 
 _BUFFER = 1 << 20
+_strip = operator.methodcaller("strip")
 
 
 def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Non-empty lines of a binary stream, without their line endings."""
-    for raw in stream:
-        line = raw.strip()
-        if line:
-            yield line
+    """Non-empty lines of a binary stream, without their line endings.
+
+    Built from C-level ``map`` and ``filter``: no Python frame per line of a million-line file.
+    """
+    return filter(None, map(_strip, stream))
 
 
 def read_jsonl(path: StoragePath) -> Iterator[Any]:
@@ -40,7 +42,7 @@ def read_pairs(path: StoragePath) -> dict[Any, Any]:
     collector promote and then walk fifty thousand lists per chunk.
     """
     with path.open("rb") as stream:
-        return dict(map(loads, filter(None, map(bytes.strip, stream))))
+        return dict(map(loads, iter_lines(stream)))
 
 
 class JsonlWriter:

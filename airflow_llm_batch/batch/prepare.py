@@ -127,14 +127,14 @@ class ChunkWriter:
         self._hash = LineDigest()
 
     def add(self, model: str, custom_id: str, user_id: str, line: bytes) -> None:
-        key = model if self._limits.single_model_per_batch else ""
+        limits = self._limits
+        key = model if limits.single_model_per_batch else ""
         current = self._open.get(key)
-        if current is not None:
-            _, writer, _ = current
-            if writer.count >= self._limits.max_requests or writer.bytes + len(line) + 1 > self._limits.max_bytes:
+        if current is None or (
+            current[1].count >= limits.max_requests or current[1].bytes + len(line) + 1 > limits.max_bytes
+        ):
+            if current is not None:
                 self._close(key)
-                current = None
-        if current is None:
             current = self._start(key, model)
         _, writer, ids = current
         writer.write_bytes(line)

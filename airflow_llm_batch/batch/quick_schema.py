@@ -14,79 +14,30 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 Check = Callable[[Any], bool]
 
+
+def _keywords(names: str) -> frozenset[str]:
+    return frozenset(names.split())
+
+
 # The assertion keywords of Draft 2020-12 (``Draft202012Validator.VALIDATORS`` without ``format``,
 # which asserts nothing without a format checker), and those that change how ``$ref`` resolves.
 # Other keywords annotate, or belong to no vocabulary: jsonschema ignores them, and so does this.
-_ASSERTING = frozenset(
-    {
-        "$dynamicRef",
-        "$ref",
-        "additionalProperties",
-        "allOf",
-        "anyOf",
-        "const",
-        "contains",
-        "dependentRequired",
-        "dependentSchemas",
-        "enum",
-        "exclusiveMaximum",
-        "exclusiveMinimum",
-        "if",
-        "items",
-        "maxItems",
-        "maxLength",
-        "maxProperties",
-        "maximum",
-        "minItems",
-        "minLength",
-        "minProperties",
-        "minimum",
-        "multipleOf",
-        "not",
-        "oneOf",
-        "pattern",
-        "patternProperties",
-        "prefixItems",
-        "properties",
-        "propertyNames",
-        "required",
-        "type",
-        "unevaluatedItems",
-        "unevaluatedProperties",
-        "uniqueItems",
-        "$id",
-        "$anchor",
-        "$dynamicAnchor",
-    }
+_ASSERTING = _keywords(
+    "$dynamicRef $ref additionalProperties allOf anyOf const contains dependentRequired "
+    "dependentSchemas enum exclusiveMaximum exclusiveMinimum if items maxItems maxLength "
+    "maxProperties maximum minItems minLength minProperties minimum multipleOf not oneOf "
+    "pattern patternProperties prefixItems properties propertyNames required type "
+    "unevaluatedItems unevaluatedProperties uniqueItems $id $anchor $dynamicAnchor "
 )
-_SUPPORTED = frozenset(
-    {
-        "$ref",
-        "additionalProperties",
-        "allOf",
-        "anyOf",
-        "const",
-        "enum",
-        "exclusiveMaximum",
-        "exclusiveMinimum",
-        "items",
-        "maxItems",
-        "maxLength",
-        "maxProperties",
-        "maximum",
-        "minItems",
-        "minLength",
-        "minProperties",
-        "minimum",
-        "pattern",
-        "properties",
-        "required",
-        "type",
-    }
+_SUPPORTED = _keywords(
+    "$ref additionalProperties allOf anyOf const enum exclusiveMaximum exclusiveMinimum items "
+    "maxItems maxLength maxProperties maximum minItems minLength minProperties minimum pattern "
+    "properties required type "
 )
 _CLASSES: dict[str, set[type]] = {
     "string": {str},
@@ -127,6 +78,35 @@ def _always(value: Any) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class _Node:
+    """The supported keywords of one schema object, compiled (``None``: the keyword is absent)."""
+
+    keywords: frozenset[str]
+    types: frozenset[type] | None
+    strings: frozenset[str] | None  # from enum/const, with ``others``: the None/True/False allowed
+    others: tuple[Any, ...]
+    required: tuple[str, ...]
+    declared: frozenset[str]
+    checked: tuple[tuple[str, Check], ...]  # the properties whose schema asserts something
+    closed: bool
+    extra: Check | None
+    min_props: int | None
+    max_props: int | None
+    each: Check
+    min_items: int | None
+    max_items: int | None
+    min_length: int | None
+    max_length: int | None
+    search: Callable[[str], Any] | None
+    low: float | None
+    high: float | None
+    above: float | None
+    below: float | None
+    applied: tuple[Check, ...]  # allOf and $ref
+    any_of: tuple[Check, ...]
+
+
 class _Compiler:
     def __init__(self, root: Any) -> None:
         self._root = root
@@ -145,96 +125,49 @@ class _Compiler:
             raise _Unsupported(sorted(unsupported))
         if not schema.keys() & _SUPPORTED:
             return _always
-        types = _types(schema.get("type"))
-        strings, others = _enum(schema)
-        # Object keywords.
+        node = self._node(schema, depth)
+        return _leaf_check(node) or _object_check(node) or _general_check(node)
+
+    def _node(self, schema: dict[str, Any], depth: int) -> _Node:
         required = tuple(schema.get("required", ()))
-        if not all(isinstance(key, str) for key in required):
-            raise _Unsupported("required")
         properties = schema.get("properties", {})
-        if not isinstance(properties, dict):
-            raise _Unsupported("properties")
+        if not all(isinstance(key, str) for key in required) or not isinstance(properties, dict):
+            raise _Unsupported("required or properties")
         compiled = ((key, self.compile(sub, depth + 1)) for key, sub in properties.items())
-        checked = tuple((key, check) for key, check in compiled if check is not _always)
         additional = schema.get("additionalProperties", True)
-        closed = additional is False
-        extra = None if closed or additional is True else self.compile(additional, depth + 1)
-        extra = None if extra is _always else extra
-        declared = frozenset(properties)
-        min_props, max_props = _count(schema, "minProperties"), _count(schema, "maxProperties")
-        # Array, string and number keywords.
-        each = self.compile(schema["items"], depth + 1) if "items" in schema else _always
-        min_items, max_items = _count(schema, "minItems"), _count(schema, "maxItems")
-        min_length, max_length = _count(schema, "minLength"), _count(schema, "maxLength")
-        search = re.compile(schema["pattern"]).search if "pattern" in schema else None
-        low, high = _bound(schema, "minimum"), _bound(schema, "maximum")
-        above, below = _bound(schema, "exclusiveMinimum"), _bound(schema, "exclusiveMaximum")
-        # Applicators.
+        extra = None if additional is False or additional is True else self.compile(additional, depth + 1)
         any_of = tuple(self.compile(branch, depth + 1) for branch in schema.get("anyOf", ()))
         all_of = [self.compile(branch, depth + 1) for branch in schema.get("allOf", ())]
         if ("anyOf" in schema and not any_of) or ("allOf" in schema and not all_of):
             raise _Unsupported("an empty anyOf or allOf")
         if "$ref" in schema:
             all_of.append(self._ref(schema["$ref"], depth))
-        applied = tuple(check for check in all_of if check is not _always)
-        integral = _IntegralFloat
-        keywords = schema.keys() & _SUPPORTED
-        leaf = _leaf_check(keywords, types, strings, others, min_length, max_length)
-        if leaf is not None:
-            return leaf
-        if keywords <= {"type", "properties", "required", "additionalProperties"} and types == {dict} and extra is None:
-            return _object_check(required, declared, closed, checked)
-
-        def check(v: Any) -> bool:
-            cls = v.__class__
-            if types is not None and cls not in types and not (cls is float and integral in types and v.is_integer()):
-                return False
-            if strings is not None and not (v in strings if cls is str else any(v is other for other in others)):
-                return False
-            if cls is dict:
-                for key in required:
-                    if key not in v:
-                        return False
-                if closed and not v.keys() <= declared:
-                    return False
-                for key, sub in checked:
-                    value = v.get(key, _ABSENT)
-                    if value is not _ABSENT and not sub(value):
-                        return False
-                if extra is not None:
-                    for key in v.keys() - declared:
-                        if not extra(v[key]):
-                            return False
-                if (min_props is not None and len(v) < min_props) or (max_props is not None and len(v) > max_props):
-                    return False
-            elif cls is str:
-                if (min_length is not None and len(v) < min_length) or (max_length is not None and len(v) > max_length):
-                    return False
-                if search is not None and search(v) is None:
-                    return False
-            elif cls is list:
-                if (min_items is not None and len(v) < min_items) or (max_items is not None and len(v) > max_items):
-                    return False
-                if each is not _always:
-                    for element in v:
-                        if not each(element):
-                            return False
-            elif cls is int or cls is float:
-                if (low is not None and not v >= low) or (high is not None and not v <= high):
-                    return False
-                if (above is not None and not v > above) or (below is not None and not v < below):
-                    return False
-            for sub in applied:
-                if not sub(v):
-                    return False
-            if any_of:
-                for sub in any_of:  # noqa: SIM110 - a plain loop is faster than any() over a generator
-                    if sub(v):
-                        return True
-                return False
-            return True
-
-        return check
+        strings, others = _enum(schema)
+        return _Node(
+            keywords=frozenset(schema.keys() & _SUPPORTED),
+            types=_types(schema.get("type")),
+            strings=strings,
+            others=others,
+            required=required,
+            declared=frozenset(properties),
+            checked=tuple((key, check) for key, check in compiled if check is not _always),
+            closed=additional is False,
+            extra=None if extra is _always else extra,
+            min_props=_count(schema, "minProperties"),
+            max_props=_count(schema, "maxProperties"),
+            each=self.compile(schema["items"], depth + 1) if "items" in schema else _always,
+            min_items=_count(schema, "minItems"),
+            max_items=_count(schema, "maxItems"),
+            min_length=_count(schema, "minLength"),
+            max_length=_count(schema, "maxLength"),
+            search=re.compile(schema["pattern"]).search if "pattern" in schema else None,
+            low=_bound(schema, "minimum"),
+            high=_bound(schema, "maximum"),
+            above=_bound(schema, "exclusiveMinimum"),
+            below=_bound(schema, "exclusiveMaximum"),
+            applied=tuple(check for check in all_of if check is not _always),
+            any_of=any_of,
+        )
 
     def _ref(self, ref: Any, depth: int) -> Check:
         if ref not in self._refs:
@@ -274,32 +207,29 @@ class _Compiler:
             self.refuse_cycles(self._resolve(ref), (*refs, ref))
 
 
-def _leaf_check(
-    keywords: set[str],
-    types: frozenset[type] | None,
-    strings: frozenset[str] | None,
-    others: tuple[Any, ...],
-    min_length: int | None,
-    max_length: int | None,
-) -> Check | None:
+def _leaf_check(node: _Node) -> Check | None:
     """The usual property schemas (an enum of strings; a type; a string of bounded length) as one
     expression each: the general check costs several times as much per value."""
-    strings_only = strings is not None and not others and (types is None or str in types)
-    if strings_only and keywords <= {"type", "enum", "const"}:
+    keywords, types, strings = node.keywords, node.types, node.strings
+    only_strings = strings is not None and not node.others and (types is None or str in types)
+    if only_strings and keywords <= {"type", "enum", "const"}:
         return lambda v: v.__class__ is str and v in strings  # type: ignore[operator]
     if keywords == {"type"} and types is not None and _IntegralFloat not in types:
         return lambda v: v.__class__ in types
     if keywords <= {"type", "minLength", "maxLength"} and types == frozenset({str}):
-        low = min_length or 0
-        high = math.inf if max_length is None else max_length
+        low = node.min_length or 0
+        high = math.inf if node.max_length is None else node.max_length
         return lambda v: v.__class__ is str and low <= len(v) <= high
     return None
 
 
-def _object_check(
-    required: tuple[str, ...], declared: frozenset[str], closed: bool, checked: tuple[tuple[str, Check], ...]
-) -> Check:
+def _object_check(node: _Node) -> Check | None:
     """An object with named properties, the usual root of a response schema, in one function."""
+    if not node.keywords <= {"type", "properties", "required", "additionalProperties"}:
+        return None
+    if node.types != frozenset({dict}) or node.extra is not None:
+        return None
+    required, declared, closed, checked = node.required, node.declared, node.closed, node.checked
     if closed and set(required) == declared:
         # Every property required and no other allowed (OpenAI's strict structured outputs).
         def exact_object(v: Any) -> bool:
@@ -327,6 +257,72 @@ def _object_check(
         return True
 
     return object_
+
+
+def _general_check(node: _Node) -> Check:
+    """Every supported keyword, each tested only for the instances it applies to (as jsonschema)."""
+    types, strings, others, integral = node.types, node.strings, node.others, _IntegralFloat
+    required, declared, closed, checked, extra = node.required, node.declared, node.closed, node.checked, node.extra
+    min_props, max_props, each, min_items, max_items = (
+        node.min_props,
+        node.max_props,
+        node.each,
+        node.min_items,
+        node.max_items,
+    )
+    min_length, max_length, search = node.min_length, node.max_length, node.search
+    low, high, above, below, applied, any_of = node.low, node.high, node.above, node.below, node.applied, node.any_of
+
+    def check(v: Any) -> bool:
+        cls = v.__class__
+        if types is not None and cls not in types and not (cls is float and integral in types and v.is_integer()):
+            return False
+        if strings is not None and not (v in strings if cls is str else any(v is other for other in others)):
+            return False
+        if cls is dict:
+            for key in required:
+                if key not in v:
+                    return False
+            if closed and not v.keys() <= declared:
+                return False
+            for key, sub in checked:
+                value = v.get(key, _ABSENT)
+                if value is not _ABSENT and not sub(value):
+                    return False
+            if extra is not None:
+                for key in v.keys() - declared:
+                    if not extra(v[key]):
+                        return False
+            if (min_props is not None and len(v) < min_props) or (max_props is not None and len(v) > max_props):
+                return False
+        elif cls is str:
+            if (min_length is not None and len(v) < min_length) or (max_length is not None and len(v) > max_length):
+                return False
+            if search is not None and search(v) is None:
+                return False
+        elif cls is list:
+            if (min_items is not None and len(v) < min_items) or (max_items is not None and len(v) > max_items):
+                return False
+            if each is not _always:
+                for element in v:
+                    if not each(element):
+                        return False
+        elif cls is int or cls is float:
+            if (low is not None and not v >= low) or (high is not None and not v <= high):
+                return False
+            if (above is not None and not v > above) or (below is not None and not v < below):
+                return False
+        for sub in applied:
+            if not sub(v):
+                return False
+        if any_of:
+            for sub in any_of:  # noqa: SIM110 - a plain loop is faster than any() over a generator
+                if sub(v):
+                    return True
+            return False
+        return True
+
+    return check
 
 
 def _types(arg: Any) -> frozenset[type] | None:

@@ -9,15 +9,16 @@ them. A job of any size holds at most ``MEMORY_IDS`` ids and one partition in me
 
 from __future__ import annotations
 
-import struct
 import tempfile
+from array import array
 from pathlib import Path
 
 MEMORY_IDS = 100_000
 PARTITIONS = 64
 _FLUSH_BYTES = 1 << 16
-# Each spilled id: its position in the input, the length of its UTF-8 bytes, the bytes.
-_RECORD = struct.Struct("<qI")
+# Ids are written as UTF-8 (surrogates passed through), which never holds the byte 0xFF: it ends
+# each id, so a partition splits into its ids in one C call. Their positions go to a file beside.
+_END = b"\xff"
 
 
 class SeenIds:
@@ -33,7 +34,8 @@ class SeenIds:
         self._memory: set[str] = set()
         self._memory_ids = memory_ids
         self._mask = partitions - 1
-        self._buffers: list[bytearray] = []
+        self._ids: list[bytearray] = []
+        self._positions: list[array[int]] = []
         self._folder: tempfile.TemporaryDirectory[str] | None = None
 
     def add(self, user_id: str, position: int) -> bool:
@@ -48,22 +50,31 @@ class SeenIds:
         return True
 
     def _spill(self, user_id: str, position: int) -> None:
-        if not self._buffers:
+        if not self._ids:
             self._folder = tempfile.TemporaryDirectory(prefix="llm-batch-ids-")
-            self._buffers = [bytearray() for _ in range(self._mask + 1)]
-        encoded = user_id.encode("utf-8", "surrogatepass")
+            self._ids = [bytearray() for _ in range(self._mask + 1)]
+            self._positions = [array("q") for _ in range(self._mask + 1)]
         partition = hash(user_id) & self._mask
-        buffer = self._buffers[partition]
-        buffer += _RECORD.pack(position, len(encoded))
-        buffer += encoded
-        if len(buffer) >= _FLUSH_BYTES:
-            with self._partition_path(partition).open("ab") as stream:
-                stream.write(buffer)
-            buffer.clear()
+        ids = self._ids[partition]
+        ids += user_id.encode("utf-8", "surrogatepass")
+        ids += _END
+        self._positions[partition].append(position)
+        if len(ids) >= _FLUSH_BYTES:
+            self._flush(partition)
 
-    def _partition_path(self, partition: int) -> Path:
+    def _flush(self, partition: int) -> None:
+        ids_path, positions_path = self._paths(partition)
+        with ids_path.open("ab") as stream:
+            stream.write(self._ids[partition])
+        with positions_path.open("ab") as stream:
+            self._positions[partition].tofile(stream)
+        self._ids[partition].clear()
+        del self._positions[partition][:]
+
+    def _paths(self, partition: int) -> tuple[Path, Path]:
         assert self._folder is not None
-        return Path(self._folder.name) / f"{partition:03d}.ids"
+        folder = Path(self._folder.name)
+        return folder / f"{partition:03d}.ids", folder / f"{partition:03d}.positions"
 
     def late_duplicates(self) -> list[tuple[int, str]]:
         """``(position, id)`` of each written-out id that repeats an earlier one, by position.
@@ -71,11 +82,19 @@ class SeenIds:
         Reads each partition once and removes the files; call it once, after the pass.
         """
         found: list[tuple[int, str]] = []
-        for partition, buffer in enumerate(self._buffers):
-            path = self._partition_path(partition)
-            data = (path.read_bytes() if path.exists() else b"") + buffer
-            found.extend(_repeats(data))
-            buffer.clear()
+        for partition in range(len(self._ids)):
+            ids_path, positions_path = self._paths(partition)
+            data = (ids_path.read_bytes() if ids_path.exists() else b"") + self._ids[partition]
+            keys = data.split(_END)[:-1]
+            if len(set(keys)) == len(keys):  # the usual partition: no repeat, decided in C
+                continue
+            positions = array("q", positions_path.read_bytes() if positions_path.exists() else b"")
+            positions.extend(self._positions[partition])
+            seen: set[bytes] = set()
+            for key, position in zip(keys, positions, strict=True):
+                if key in seen:
+                    found.append((position, key.decode("utf-8", "surrogatepass")))
+                seen.add(key)
         self.close()
         return sorted(found)
 
@@ -83,21 +102,4 @@ class SeenIds:
         if self._folder is not None:
             self._folder.cleanup()
             self._folder = None
-        self._buffers = []
-
-
-def _repeats(data: bytes) -> list[tuple[int, str]]:
-    """The records of one partition whose id came before (records are in input order)."""
-    seen: set[bytes] = set()
-    repeats: list[tuple[int, str]] = []
-    unpack, size, offset, end = _RECORD.unpack_from, _RECORD.size, 0, len(data)
-    while offset < end:
-        position, length = unpack(data, offset)
-        offset += size
-        key = data[offset : offset + length]
-        offset += length
-        if key in seen:
-            repeats.append((position, key.decode("utf-8", "surrogatepass")))
-        else:
-            seen.add(key)
-    return repeats
+        self._ids, self._positions = [], []

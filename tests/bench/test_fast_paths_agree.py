@@ -114,7 +114,7 @@ def _random_value(rng: random.Random, depth: int = 0) -> Any:
 def test_the_quick_schema_check_never_says_valid_where_jsonschema_says_invalid():
     rng = random.Random(7)
     answered = 0
-    for _ in range(1500):
+    for _ in range(700):
         schema = _random_schema(rng)
         try:
             Draft202012Validator.check_schema(schema)
@@ -129,7 +129,7 @@ def test_the_quick_schema_check_never_says_valid_where_jsonschema_says_invalid()
             if check(value):
                 answered += 1
                 assert validator.is_valid(value), (schema, value)
-    assert answered > 1000  # the check does answer for most of what it supports
+    assert answered > 500  # the check does answer for most of what it supports
 
 
 def test_the_usual_response_schemas_get_a_quick_check_that_accepts_valid_output():
