@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,14 +10,11 @@ import pytest
 
 from airflow_llm_batch.batch.backends import create_backend
 from airflow_llm_batch.batch.backends.base import BatchBackend, ClientConfig, RequestSpec
-from airflow_llm_batch.batch.job import JobLayout, submit_prepared
+from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.manifest import Manifest
-from airflow_llm_batch.batch.prepare import prepare_chunks
-from airflow_llm_batch.batch.records import JobKey, Kind
-from airflow_llm_batch.batch.results import collect_results
+from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind
 from airflow_llm_batch.batch.schema import ResponseSchema
-from airflow_llm_batch.batch.templates import PromptTemplate
-from airflow_llm_batch.io.sinks import open_sink
+from tests.integration.harness import collect_rows, submit_items, wait_for
 
 PROVIDERS = ("openai", "anthropic", "gemini")
 MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
@@ -47,46 +42,16 @@ class Flow:
     provider: str
 
     def submit(self, items: list[dict[str, Any]], key: JobKey | None = None) -> tuple[JobLayout, Manifest]:
-        key = key or JobKey("dag", "submit", "run")
         spec = RequestSpec(
             model=MODELS[self.provider], kind=Kind.CHAT, response_schema=ResponseSchema.coerce(LABEL_SCHEMA)
         )
-        layout = JobLayout.for_job(self.root, key, 1)
-        prepared = prepare_chunks(
-            items,
-            id_field="id",
-            spec=spec,
-            backend=self.backend,
-            out_dir=layout.requests_dir,
-            template=PromptTemplate("Spam or ham? {text}"),
-        )
-        manifest = submit_prepared(
-            prepared,
-            backend=self.backend,
-            spec=spec,
-            job_key=key,
-            layout=layout,
-            conn_id="c",
-            attempt=1,
-            timeout_seconds=3600,
-        )
-        return layout, manifest
+        return submit_items(self.backend, self.root, items, spec, key or JobKey("dag", "submit", "run"))
 
-    def wait(self, manifest: Manifest) -> list[Any]:
-        async def poll() -> list[Any]:
-            while True:
-                statuses = await asyncio.gather(*(self.backend.aget_status(b) for b in manifest.batch_ids))
-                if all(s.ended for s in statuses):
-                    return list(statuses)
-                await asyncio.sleep(0.1)
-
-        return asyncio.run(poll())
+    def wait(self, manifest: Manifest) -> list[BatchStatus]:
+        return wait_for(self.backend, manifest)
 
     def collect(self, layout: JobLayout, manifest: Manifest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        sink = open_sink(layout.results_dir, "jsonl")
-        summary = collect_results(manifest, self.backend, layout, sink, ResponseSchema.coerce(LABEL_SCHEMA).validator())
-        rows = [json.loads(line) for line in (layout.results_dir / "results.jsonl").read_text().splitlines()]
-        return summary, rows
+        return collect_rows(self.backend, layout, manifest, ResponseSchema.coerce(LABEL_SCHEMA).validator())
 
 
 @pytest.fixture(params=PROVIDERS)

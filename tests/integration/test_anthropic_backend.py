@@ -5,8 +5,6 @@ prepare -> submit (state file) -> poll (async client) -> collect results, withou
 
 from __future__ import annotations
 
-import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -15,16 +13,13 @@ from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends import create_backend
 from airflow_llm_batch.batch.backends.anthropic import AnthropicBackend
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
-from airflow_llm_batch.batch.job import JobLayout, submit_prepared
+from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.manifest import Manifest
-from airflow_llm_batch.batch.prepare import prepare_chunks
-from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, JobKey, Kind
-from airflow_llm_batch.batch.results import collect_results
+from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, Kind
 from airflow_llm_batch.batch.schema import OutputValidator, ResponseSchema
-from airflow_llm_batch.batch.templates import PromptTemplate
 from airflow_llm_batch.emulator import Emulator
 from airflow_llm_batch.exceptions import ConfigurationError
-from airflow_llm_batch.io.sinks import open_sink
+from tests.integration.harness import collect_rows, submit_items, wait_for
 
 SCHEMA = {
     "type": "object",
@@ -34,7 +29,6 @@ SCHEMA = {
     },
     "required": ["label", "confidence"],
 }
-KEY = JobKey("dag", "submit", "manual__2026-11-21T00:00:00+00:00")
 # The taxonomy kind the emulator draws for an item -> the error type its row must carry.
 EXPECTED_ERROR = {
     "rate_limited": "rate_limited",
@@ -76,42 +70,15 @@ def _items(n: int) -> list[dict[str, str]]:
 
 
 def _submit(backend, tmp_path, items, spec=None) -> tuple[JobLayout, Manifest]:
-    spec = spec or _spec()
-    layout = JobLayout.for_job(tmp_path, KEY, 1)
-    prepared = prepare_chunks(
-        items,
-        id_field="id",
-        spec=spec,
-        backend=backend,
-        out_dir=layout.requests_dir,
-        template=PromptTemplate("Spam or ham? {text}"),
-    )
-    manifest = submit_prepared(
-        prepared, backend=backend, spec=spec, job_key=KEY, layout=layout, conn_id="c", attempt=1, timeout_seconds=3600
-    )
-    return layout, manifest
+    return submit_items(backend, tmp_path, items, spec or _spec())
 
 
 def _wait(backend, manifest: Manifest, timeout: float = 10.0) -> list[BatchStatus]:
-    async def poll() -> list[BatchStatus]:
-        try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    statuses = await asyncio.gather(*(backend.aget_status(b) for b in manifest.batch_ids))
-                    if all(s.ended for s in statuses):
-                        return list(statuses)
-                    await asyncio.sleep(0.05)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(poll())
+    return wait_for(backend, manifest, timeout)
 
 
 def _collect(backend, layout: JobLayout, manifest: Manifest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    sink = open_sink(layout.results_dir, "jsonl")
-    summary = collect_results(manifest, backend, layout, sink, OutputValidator(SCHEMA))
-    rows = [json.loads(line) for line in (layout.results_dir / "results.jsonl").read_text().splitlines()]
-    return summary, rows
+    return collect_rows(backend, layout, manifest, OutputValidator(SCHEMA))
 
 
 def _run(backend, tmp_path, items, spec=None):

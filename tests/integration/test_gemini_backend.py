@@ -6,27 +6,24 @@ inline and the uploaded-file path (``inline_max_bytes=1`` forces the file).
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
 from airflow_llm_batch.batch.backends.gemini import GeminiBackend, display_name
-from airflow_llm_batch.batch.job import JobLayout, JobState, submit_prepared
-from airflow_llm_batch.batch.prepare import prepare_chunks
+from airflow_llm_batch.batch.job import JobState
 from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.results import collect_results
 from airflow_llm_batch.batch.schema import ResponseSchema
-from airflow_llm_batch.batch.templates import PromptTemplate
 from airflow_llm_batch.io.sinks import open_sink
+from tests.integration.harness import KEY, collect_rows, submit_items, wait_for
 
 SCHEMA = {
     "type": "object",
     "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}, "why": {"type": "string"}},
     "required": ["label", "why"],
 }
-KEY = JobKey("dag", "submit", "manual__2026-11-21T00:00:00+00:00")
 CHAT = RequestSpec(
     model="gemini-x", kind=Kind.CHAT, system_prompt="Answer in JSON.", response_schema=ResponseSchema.coerce(SCHEMA)
 )
@@ -51,42 +48,14 @@ def _items(n: int) -> list[dict[str, str]]:
 
 
 def _run(backend, tmp_path, items, spec=CHAT, key=KEY):
-    layout = JobLayout.for_job(tmp_path, key, 1)
-    prepared = prepare_chunks(
-        items,
-        id_field="id",
-        spec=spec,
-        backend=backend,
-        out_dir=layout.requests_dir,
-        template=PromptTemplate("Spam or ham? {text}"),
-    )
-    manifest = submit_prepared(
-        prepared, backend=backend, spec=spec, job_key=key, layout=layout, conn_id="c", attempt=1, timeout_seconds=3600
-    )
-    return layout, manifest
-
-
-def _wait(backend, manifest):
-    async def poll():
-        try:
-            while True:
-                statuses = await asyncio.gather(*(backend.aget_status(b) for b in manifest.batch_ids))
-                if all(s.ended for s in statuses):
-                    return statuses
-                await asyncio.sleep(0.1)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(poll())
+    return submit_items(backend, tmp_path, items, spec, key)
 
 
 def _collect(backend, layout, manifest, validator=None, output_format="jsonl"):
-    sink = open_sink(layout.results_dir, output_format)
-    summary = collect_results(manifest, backend, layout, sink, validator)
-    rows = []
-    if output_format == "jsonl":
-        rows = [json.loads(line) for line in (layout.results_dir / "results.jsonl").read_text().splitlines()]
-    return summary, rows
+    return collect_rows(backend, layout, manifest, validator, output_format)
+
+
+_wait = wait_for
 
 
 def _sent_requests(emu, batch_id):

@@ -5,28 +5,26 @@ prepare -> submit (state file) -> poll (async client) -> collect results, withou
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
 from airflow_llm_batch.batch.backends.openai import OpenAIBackend
-from airflow_llm_batch.batch.job import JobLayout, JobState, submit_prepared
-from airflow_llm_batch.batch.prepare import prepare_chunks
-from airflow_llm_batch.batch.records import JobKey, Kind
+from airflow_llm_batch.batch.job import JobState
+from airflow_llm_batch.batch.records import Kind
 from airflow_llm_batch.batch.results import collect_results
 from airflow_llm_batch.batch.schema import ResponseSchema
-from airflow_llm_batch.batch.templates import PromptTemplate
 from airflow_llm_batch.exceptions import StateConflictError
 from airflow_llm_batch.io.sinks import open_sink
+from tests.integration.harness import KEY, collect_rows, submit_items, wait_for
 
 SCHEMA = {
     "type": "object",
     "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}, "why": {"type": "string"}},
     "required": ["label", "why"],
 }
-KEY = JobKey("dag", "submit", "manual__2026-11-21T00:00:00+00:00")
+SPEC = RequestSpec(model="gpt-test", kind=Kind.CHAT, response_schema=ResponseSchema.coerce(SCHEMA))
 
 
 @pytest.fixture
@@ -45,49 +43,14 @@ def _items(n: int) -> list[dict[str, str]]:
 
 
 def _run(backend, tmp_path, items, spec=None, key=KEY, **submit_kwargs):
-    spec = spec or RequestSpec(model="gpt-test", kind=Kind.CHAT, response_schema=ResponseSchema.coerce(SCHEMA))
-    layout = JobLayout.for_job(tmp_path, key, 1)
-    prepared = prepare_chunks(
-        items,
-        id_field="id",
-        spec=spec,
-        backend=backend,
-        out_dir=layout.requests_dir,
-        template=PromptTemplate("Spam or ham? {text}"),
-    )
-    manifest = submit_prepared(
-        prepared,
-        backend=backend,
-        spec=spec,
-        job_key=key,
-        layout=layout,
-        conn_id="c",
-        attempt=1,
-        timeout_seconds=3600,
-        **submit_kwargs,
-    )
-    return layout, manifest
-
-
-def _wait(backend, manifest):
-    async def poll():
-        try:
-            while True:
-                statuses = await asyncio.gather(*(backend.aget_status(b) for b in manifest.batch_ids))
-                if all(s.ended for s in statuses):
-                    return statuses
-                await asyncio.sleep(0.1)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(poll())
+    return submit_items(backend, tmp_path, items, spec or SPEC, key, **submit_kwargs)
 
 
 def _collect(backend, layout, manifest):
-    sink = open_sink(layout.results_dir, "jsonl")
-    summary = collect_results(manifest, backend, layout, sink, ResponseSchema.coerce(SCHEMA).validator())
-    rows = [json.loads(line) for line in (layout.results_dir / "results.jsonl").read_text().splitlines()]
-    return summary, rows
+    return collect_rows(backend, layout, manifest, ResponseSchema.coerce(SCHEMA).validator())
+
+
+_wait = wait_for
 
 
 def test_items_above_the_batch_limit_land_complete_across_batches(backend, tmp_path, llm_batch_emulator):

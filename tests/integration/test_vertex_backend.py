@@ -3,24 +3,17 @@ prediction jobs created with the real google.genai client, results read from the
 
 from __future__ import annotations
 
-import asyncio
-import json
-
 import pytest
 
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
 from airflow_llm_batch.batch.backends.vertex import VertexBackend, labels, status_error
-from airflow_llm_batch.batch.job import JobLayout, JobState, submit_prepared
-from airflow_llm_batch.batch.prepare import prepare_chunks
+from airflow_llm_batch.batch.job import JobState
 from airflow_llm_batch.batch.records import ErrorType, JobKey, Kind
-from airflow_llm_batch.batch.results import collect_results
 from airflow_llm_batch.batch.schema import ResponseSchema
-from airflow_llm_batch.batch.templates import PromptTemplate
 from airflow_llm_batch.exceptions import BatchFailedError, ConfigurationError
-from airflow_llm_batch.io.sinks import open_sink
+from tests.integration.harness import KEY, collect_rows, items, submit_items, wait_for
 
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}}, "required": ["label"]}
-KEY = JobKey("dag", "submit", "manual__2026-11-21T00:00:00+00:00")
 SPEC = RequestSpec(model="gemini-2.5-flash", kind=Kind.CHAT, response_schema=ResponseSchema.coerce(SCHEMA))
 
 
@@ -38,36 +31,14 @@ def backend(llm_batch_emulator):
 
 
 def run(backend, tmp_path, count):
-    layout = JobLayout.for_job(tmp_path, KEY, 1)
-    items = [{"id": f"msg/{i}", "text": f"message {i}"} for i in range(count)]
-    prepared = prepare_chunks(
-        items, id_field="id", spec=SPEC, backend=backend, out_dir=layout.requests_dir, template=PromptTemplate("{text}")
-    )
-    manifest = submit_prepared(
-        prepared, backend=backend, spec=SPEC, job_key=KEY, layout=layout, conn_id="c", attempt=1, timeout_seconds=60
-    )
-    return layout, manifest
-
-
-def wait(backend, manifest):
-    async def poll():
-        try:
-            while True:
-                statuses = await asyncio.gather(*(backend.aget_status(b) for b in manifest.batch_ids))
-                if all(s.ended for s in statuses):
-                    return statuses
-                await asyncio.sleep(0.1)
-        finally:
-            await backend.aclose()
-
-    return asyncio.run(poll())
+    return submit_items(backend, tmp_path, items(count), SPEC, template="{text}", timeout_seconds=60)
 
 
 def collect(backend, layout, manifest):
-    sink = open_sink(layout.results_dir, "jsonl")
-    summary = collect_results(manifest, backend, layout, sink, ResponseSchema.coerce(SCHEMA).validator())
-    rows = [json.loads(line) for line in (layout.results_dir / "results.jsonl").read_text().splitlines()]
-    return summary, rows
+    return collect_rows(backend, layout, manifest, ResponseSchema.coerce(SCHEMA).validator())
+
+
+wait = wait_for
 
 
 def test_items_land_one_row_each_with_errors_on_the_taxonomy(backend, tmp_path, llm_batch_emulator):
