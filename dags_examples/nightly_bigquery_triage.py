@@ -2,7 +2,7 @@
 
 tickets (BigQuery query, page by page) -> submit -> wait (deferrable) -> results -> labels table
 
-Yesterday's tickets are read with a templated query (``{{ ds }}``), classified through the batch
+The day's tickets are read with a templated query, classified through the batch
 API of whichever provider the connection names, and the labels are loaded into a BigQuery table
 with load jobs: the result columns, ``json`` as a JSON column, ``category`` / ``priority`` /
 ``reason`` as typed columns, and ``dag_id, run_id, task_id``. Running the results task again for
@@ -43,11 +43,13 @@ TRIAGE_SCHEMA = {
     "additionalProperties": False,
 }
 
-# Jinja renders {{ ds }} before the query runs; the ticket text itself never passes through Jinja.
+# Jinja renders the date before the query runs; the ticket text itself never passes through Jinja.
+# The run's logical date when it has one (a scheduled run: the day of its data interval), else the
+# day it was triggered (a manual run from the UI has no logical date in Airflow 3, and no {{ ds }}).
 TICKETS_QUERY = f"""
 SELECT ticket_id, subject, body
 FROM `{TICKETS_TABLE}`
-WHERE created_date = DATE '{{{{ ds }}}}'
+WHERE created_date = DATE '{{{{ (dag_run.logical_date or dag_run.run_after) | ds }}}}'
 """
 
 with DAG(

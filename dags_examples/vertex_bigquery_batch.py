@@ -1,14 +1,17 @@
 """Gemini on Vertex AI with BigQuery in and out: the batch reads and writes BigQuery tables.
 
-documents (BigQuery table) -> submit (request tables + batch prediction jobs) -> wait -> results
--> summaries table
+documents (BigQuery table) -> submit (request tables built in SQL + batch prediction jobs) -> wait
+-> results -> summaries table
 
 On Vertex AI the batch prediction job itself reads a BigQuery request table (one
 ``GenerateContentRequest`` per row, in a ``request`` JSON column) and writes a BigQuery output
-table (``response`` and ``status`` per row). The Submit task builds the request rows, loads them
-with a free load job into ``<project>.llm_batch`` and creates one job per chunk, labelled with
-the task's job key; the Results task reads the output tables page by page into the usual result
-rows (the same columns as every provider) and loads them into the summaries table.
+table (``response`` and ``status`` per row). The Submit task has BigQuery build the request table
+with one ``CREATE TABLE ... AS SELECT`` over the documents (the prompt is put together in SQL, so
+no document passes through the worker), checks it with one query, and creates one job per
+request table in ``<project>.llm_batch``, labelled with the task's job key; the Results task
+reads the output tables page by page into the usual result rows (the same columns as every
+provider) and loads them into the summaries table. ``requests_in_sql=False`` builds the requests
+in the worker instead (docs/bigquery.md).
 
 Connections: ``llm_batch_vertex`` (type ``llm_batch_vertex``; password: an OAuth access token, or
 empty for Application Default Credentials; extras ``project``, ``location``, ``bigquery_dataset``

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import BatchBackend, RequestSpec
+from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, RequestSpec
 from airflow_llm_batch.batch.manifest import BatchEntry, Manifest
 from airflow_llm_batch.batch.prepare import PreparedJob
 from airflow_llm_batch.batch.records import JobKey
@@ -107,10 +107,15 @@ def submit_prepared(
     timeout_seconds: float,
     on_input_change: str = "fail",
     clock: Callable[[], float] = time.time,
+    submit_chunk: Callable[[ChunkFile, RequestSpec, JobKey], str] | None = None,
 ) -> Manifest:
-    """Create one batch per chunk unless the state file shows it exists already; return the manifest."""
+    """Create one batch per chunk unless the state file shows it exists already; return the manifest.
+
+    :param submit_chunk: creates one chunk's batch (default ``backend.submit_chunk``); Vertex jobs
+        over request tables built in SQL pass their own (``backends/vertex_tables.py``).
+    """
     state = JobState.load(layout.state_file)
-    _check_fingerprint(state, prepared, on_input_change)
+    check_fingerprint(state, prepared, on_input_change)
     now = clock()
     if "submitted_at" not in state.data:
         state.data.update(
@@ -121,7 +126,8 @@ def submit_prepared(
             provider=backend.provider,
         )
         state.save()
-    entries = [_submit_or_attach(chunk, state, backend, spec, job_key) for chunk in prepared.chunks]
+    create = submit_chunk or backend.submit_chunk
+    entries = [_submit_or_attach(chunk, state, backend, spec, job_key, create) for chunk in prepared.chunks]
     return Manifest(
         job_key=job_key,
         provider=backend.provider,
@@ -140,7 +146,12 @@ def submit_prepared(
 
 
 def _submit_or_attach(
-    chunk: Any, state: JobState, backend: BatchBackend, spec: RequestSpec, job_key: JobKey
+    chunk: ChunkFile,
+    state: JobState,
+    backend: BatchBackend,
+    spec: RequestSpec,
+    job_key: JobKey,
+    create: Callable[[ChunkFile, RequestSpec, JobKey], str],
 ) -> BatchEntry:
     recorded = state.chunk(chunk.index)
     if recorded.get("batch_id"):
@@ -159,13 +170,15 @@ def _submit_or_attach(
             backend.provider,
         )
     state.set_chunk(chunk.index, state="intent", count=chunk.count, at=time.time())
-    batch_id = backend.submit_chunk(chunk, spec, job_key)
+    batch_id = create(chunk, spec, job_key)
     state.set_chunk(chunk.index, state="submitted", batch_id=batch_id, at=time.time())
     log.info("Chunk %d: created batch %s with %d requests", chunk.index, batch_id, chunk.count)
     return BatchEntry(batch_id=batch_id, chunk=chunk.index, count=chunk.count)
 
 
-def _check_fingerprint(state: JobState, prepared: PreparedJob, on_input_change: str) -> None:
+def check_fingerprint(state: JobState, prepared: PreparedJob, on_input_change: str) -> None:
+    """Raise StateConflictError when the input changed since batches were created and the user
+    did not ask to resubmit; with ``"resubmit"``, set the earlier chunks aside in the state."""
     previous = state.data.get("fingerprint")
     if previous is None or previous == prepared.fingerprint or not state.data.get("chunks"):
         return

@@ -179,7 +179,7 @@ class BigQuerySource:
             for row in rows:
                 yield dict(row.items())
         except GoogleAPIError as error:
-            raise ConfigurationError(self._explain(error)) from None
+            raise ConfigurationError(self.explain(error)) from None
         finally:
             client.close()
 
@@ -201,7 +201,20 @@ class BigQuerySource:
         selected = [f for f in table.schema if f.name in self.columns] if self.columns else None
         return client.list_rows(table, selected_fields=selected, page_size=self.page_size)
 
-    def _explain(self, error: BaseException) -> str:
+    def as_sql(self, default_project: str | None) -> str:
+        """The source as one GoogleSQL query: the query, or ``SELECT`` the columns ``FROM`` the table
+        (for the Vertex path that builds request tables in SQL; the rows stay in BigQuery)."""
+        if self.query is not None:
+            return str(self.query)
+        selected = ", ".join(f"`{name}`" for name in self.columns) if self.columns else "*"
+        return f"SELECT {selected} FROM `{table_id(str(self.table), default_project)}`"
+
+    def bound_parameters(self) -> list[Any]:
+        """The query's ``@parameters`` as ``google.cloud.bigquery`` parameters."""
+        return query_parameters(self.query_parameters)
+
+    def explain(self, error: BaseException) -> str:
+        """A BigQuery error about this source in words: what failed and what to change."""
         from google.api_core.exceptions import NotFound
 
         reason = api_message(error)

@@ -59,6 +59,11 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param prices: batch prices per model overriding the shipped table and ``[llm_batch]
         price_table``: ``{"my-model": {"input": 0.2, "output": 0.8, "cached_input": 0.05}}`` (USD
         per 1M tokens).
+    :param requests_in_sql: with a ``BigQuerySource`` and the ``vertex`` provider, BigQuery builds
+        the request table itself (``CREATE TABLE ... AS SELECT``) and no source row passes through
+        the worker. ``None`` (default): so whenever the template's columns are STRING or INT64 (their
+        text is then the same as the worker path's), else the worker path; ``True``: always, other
+        scalar columns as BigQuery's ``CAST(... AS STRING)`` writes them; ``False``: the worker path.
     """
 
     template_fields: Sequence[str] = (
@@ -99,6 +104,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         retry_of: Any = None,
         max_cost: float | None = None,
         prices: Mapping[str, Any] | None = None,
+        requests_in_sql: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -122,6 +128,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.retry_of = retry_of
         self.max_cost = max_cost
         self.prices = dict(prices or {})
+        self.requests_in_sql = requests_in_sql
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -181,15 +188,19 @@ class LLMBatchSubmitOperator(BaseOperator):
             self.model,
             layout.root,
         )
-        prepared = prepare_chunks(
-            self._iter_items(),
-            id_field=self.id_field,
-            spec=spec,
-            backend=backend,
-            out_dir=layout.requests_dir,
-            template=template,
-            body_field=self.body_field,
-        )
+        tables = self._sql_request_tables(backend, layout, job_key)
+        prepared = tables.prepare(self, spec) if tables is not None else None
+        if prepared is None:
+            tables = None
+            prepared = prepare_chunks(
+                self._iter_items(),
+                id_field=self.id_field,
+                spec=spec,
+                backend=backend,
+                out_dir=layout.requests_dir,
+                template=template,
+                body_field=self.body_field,
+            )
         if spec.response_schema is not None:
             with layout.schema_file.open("wb") as stream:
                 stream.write(jsonl.dumps(spec.response_schema.schema))
@@ -205,6 +216,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             attempt=1,
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
+            submit_chunk=tables.create_job if tables is not None else None,
         )
         if estimate is not None:
             manifest.extra["cost_estimate"] = estimate.to_dict()
@@ -215,8 +227,9 @@ class LLMBatchSubmitOperator(BaseOperator):
 
     def _execute_retry(self, context: Any) -> dict[str, Any]:
         from airflow_llm_batch.batch.backends.base import RequestSpec
+        from airflow_llm_batch.batch.backends.vertex_tables import SqlRequestTables, built_in_sql
         from airflow_llm_batch.batch.job import JobLayout, submit_prepared
-        from airflow_llm_batch.batch.retry import prepare_retry
+        from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.operators._common import job_key_of, skip, storage_path
 
@@ -229,9 +242,13 @@ class LLMBatchSubmitOperator(BaseOperator):
         hook = LLMBatchHook(summary["conn_id"], summary["provider"], self.provider_limits)
         backend = self._backend(hook)
         spec = RequestSpec(model=summary["model"], kind=Kind(summary["kind"]))
-        prepared = prepare_retry(
-            previous, storage_path(summary["failed_items_uri"]), summary["model"], backend, layout.requests_dir
-        )
+        failed_items = storage_path(summary["failed_items_uri"])
+        tables = None
+        if built_in_sql(previous):  # the earlier requests are BigQuery tables: select from them in SQL
+            tables = SqlRequestTables(backend, layout, job_key_of(context), self.on_input_change)
+            prepared = tables.from_retry(previous, retryable_ids(failed_items), summary["model"])
+        else:
+            prepared = prepare_retry(previous, failed_items, summary["model"], backend, layout.requests_dir)
         self.log.info(
             "Attempt %d: resubmitting %d item(s) that failed with a retryable error", attempt, prepared.item_count
         )
@@ -248,6 +265,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             attempt=attempt,
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
+            submit_chunk=tables.create_job if tables is not None else None,
         )
         manifest.has_schema = bool(summary.get("has_schema"))
         push_console_url(context, backend.provider, manifest.batch_ids)
@@ -295,6 +313,26 @@ class LLMBatchSubmitOperator(BaseOperator):
         dataset = items_dataset_id(items)
         return operator_lineage(inputs=[dataset] if dataset else [])
 
+    def _sql_request_tables(self, backend: Any, layout: Any, job_key: Any) -> _SqlRequests | None:
+        """The SQL path's builder when it applies (see ``requests_in_sql``), else ``None``."""
+        from airflow_llm_batch.io.bigquery import BigQuerySource
+
+        items = self.items.items if isinstance(self.items, LiteralItems) else self.items
+        reasons = [
+            reason
+            for reason, applies in (
+                ("the items are not a BigQuerySource", isinstance(items, BigQuerySource)),
+                ("the provider is not vertex", backend.provider == "vertex"),
+                ("there is no prompt_template (body_field)", self.prompt_template is not None and not self.body_field),
+            )
+            if not applies
+        ]
+        if self.requests_in_sql is False or (reasons and self.requests_in_sql is None):
+            return None
+        if reasons:
+            raise ConfigurationError(f"{self.task_id}: requests_in_sql=True, but {'; '.join(reasons)}")
+        return _SqlRequests(backend, layout, job_key, items, self.on_input_change, self.log)
+
     def _backend(self, hook: Any) -> Any:
         """The backend this task submits through (a seam for fault-injection tests)."""
         return hook.get_conn()
@@ -311,6 +349,56 @@ class LLMBatchSubmitOperator(BaseOperator):
         if items is None:
             raise ConfigurationError(f"{self.task_id}: items resolved to None; pass a list or a file URI")
         return iter_list_items(items)
+
+
+class _SqlRequests:
+    """The first round's request tables built in BigQuery (``backends/vertex_tables.py``), or ``None``
+    from :meth:`prepare` when a column's text would differ from the worker path's (auto mode)."""
+
+    def __init__(self, backend: Any, layout: Any, job_key: Any, source: Any, on_input_change: str, log: Any) -> None:
+        from airflow_llm_batch.batch.backends.vertex_tables import SqlRequestTables
+
+        self.tables = SqlRequestTables(backend, layout, job_key, on_input_change)
+        self.backend, self.source, self.log = backend, source, log
+
+    def prepare(self, operator: LLMBatchSubmitOperator, spec: Any) -> Any:
+        from airflow_llm_batch.batch.backends.vertex_tables import SourceQuery
+
+        self.backend.check_model(spec)
+        self.backend.check_spec(spec)
+        source = SourceQuery(
+            self.source.as_sql(self.backend.settings.project), self.source.bound_parameters(), self.source.explain
+        )
+        try:
+            columns = self.tables.source_columns(source)
+        except ConfigurationError as error:
+            if operator.requests_in_sql:
+                raise
+            # E.g. the Vertex connection may not read the source; the worker path reads it with the
+            # source's own connection, and reports a bad query in its own words.
+            self.log.info(
+                "Building the requests in the worker: the dry run through the Vertex connection failed (%s)", error
+            )
+            return None
+        template = str(operator.prompt_template)
+        unfit = self.tables.unfit_columns(columns, operator.id_field, template, bool(operator.requests_in_sql))
+        if unfit:
+            self.log.info(
+                "Building the requests in the worker: column(s) %s would be written differently by SQL "
+                "(requests_in_sql=True builds them in SQL anyway)",
+                unfit,
+            )
+            return None
+        prepared = self.tables.from_source(source, operator.id_field, template, spec)
+        self.log.info(
+            "Built %d request(s) in BigQuery: %s (no source row passed through the worker)",
+            prepared.item_count,
+            ", ".join(self.tables.tables.values()) or "no table, the source is empty",
+        )
+        return prepared
+
+    def create_job(self, chunk: Any, spec: Any, job_key: Any) -> str:
+        return str(self.tables.create_job(chunk, spec, job_key))
 
 
 def _kind(kind: str | Kind) -> Kind:

@@ -10,6 +10,8 @@ Wire facts (``shared/reference/provider-apis.md`` sections 4.3, 4.4, 5.1):
   backend's (this class extends it); the model is in the job, never in the request.
 - Each chunk file (``{"key", "request"}`` lines) is loaded as it is into its request table with a
   load job (free): ``key`` STRING passes through to the output, where results are matched on it.
+  With a BigQuery source, BigQuery builds the request tables itself (``vertex_tables.py``) and
+  :meth:`VertexBackend.create_job` runs over them.
 - The job key travels in ``labels`` (``airflow_job_key``, ``airflow_chunk``; the SDK has no
   ``labels`` argument, so they go in ``http_options.extra_body``), and :meth:`find_batch` lists
   jobs with a ``labels.`` filter. The display name carries it too.
@@ -98,6 +100,9 @@ class VertexBackend(GeminiBackend):
     def dataset(self) -> str:
         return f"{self.settings.project}.{self.config.extra.get('bigquery_dataset') or DEFAULT_DATASET}"
 
+    def prepare_async(self) -> None:
+        _ = self.client.aio.batches
+
     @functools.cached_property
     def client(self) -> Client:
         """The one ``genai.Client`` in Vertex mode; kept because collecting it closes its HTTP client."""
@@ -132,12 +137,16 @@ class VertexBackend(GeminiBackend):
         """Load the chunk into a fresh request table, then create the job that reads it."""
         stem = f"{self.dataset}.llm_batch_{job_key.digest()}_c{chunk.index:05d}_{uuid.uuid4().hex[:8]}"
         self._load_requests(chunk, f"{stem}_requests")
+        return self.create_job(chunk.model, f"{stem}_requests", f"{stem}_results", job_key, chunk.index)
+
+    def create_job(self, model: str, requests_table: str, results_table: str, job_key: JobKey, chunk: int) -> str:
+        """A batch prediction job reading ``requests_table``, writing ``results_table``, labelled with the key."""
         config: Any = {
-            "display_name": display_name(job_key, chunk.index),
-            "dest": f"bq://{stem}_results",
-            "http_options": {"extra_body": {"labels": labels(job_key, chunk.index)}},
+            "display_name": display_name(job_key, chunk),
+            "dest": f"bq://{results_table}",
+            "http_options": {"extra_body": {"labels": labels(job_key, chunk)}},
         }
-        batch = self.client.batches.create(model=chunk.model, src=f"bq://{stem}_requests", config=config)
+        batch = self.client.batches.create(model=model, src=f"bq://{requests_table}", config=config)
         return str(batch.name)
 
     def _load_requests(self, chunk: ChunkFile, table: str) -> None:

@@ -49,6 +49,7 @@ MACROS = (
     "CREATE OR REPLACE MACRO parse_json(x) AS CAST(x AS JSON)",
     "CREATE OR REPLACE MACRO to_json_string(x) AS CAST(to_json(x) AS VARCHAR)",
     "CREATE OR REPLACE MACRO date(x) AS CAST(x AS DATE)",
+    "CREATE OR REPLACE MACRO byte_length(x) AS strlen(x)",
 )
 
 
@@ -255,6 +256,22 @@ class Engine:
             self._rollback()
             raise query_error(error) from None
         return result if len(statements) == 1 else ScriptResult(result.result_table, "SCRIPT", result.affected_rows)
+
+    def describe(self, sql: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The columns a query would return, without running it (a dry run); errors as a run's."""
+        try:
+            statements = split_statements(sql)
+        except SqlError as error:
+            raise BigQueryError(400, "invalidQuery", f"Syntax error: {error}") from None
+        if len(statements) != 1 or first_word(statements[0]) not in ("SELECT", "WITH"):
+            raise BigQueryError(400, "invalidQuery", "Dry runs of scripts and DDL are not emulated; send one SELECT.")
+        statement = statements[0]
+        used = {name: value for name, value in parameters.items() if f"${name}" in statement}
+        try:
+            described = self.db.execute(f"DESCRIBE {statement}", used).fetchall()
+        except duckdb.Error as error:
+            raise query_error(error) from None
+        return [bigquery_field(str(name), str(data_type), True) for name, data_type, *_ in described]
 
     def _run_statement(self, statement: str, parameters: Mapping[str, Any], job_id: str | None) -> ScriptResult:
         used = {name: value for name, value in parameters.items() if f"${name}" in statement}

@@ -12,6 +12,7 @@ import datetime
 import shutil
 import tempfile
 import uuid
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,12 +85,16 @@ class BigQueryBackend:
         self.engine = Engine()
         self.jobs: dict[tuple[str, str], Job] = {}
         self.uploads: dict[str, UploadSession] = {}
+        # Rows sent to clients, by source ("tabledata <dataset>.<table>" or "query <job id>"): lets
+        # tests show that a path never read a table's rows back (not an API of BigQuery's).
+        self.rows_served: Counter[str] = Counter()
         self._spool = Path(tempfile.mkdtemp(prefix="llm-batch-bq-"))
 
     def reset(self) -> None:
         self.engine.reset()
         self.jobs.clear()
         self.uploads.clear()
+        self.rows_served.clear()
         shutil.rmtree(self._spool, ignore_errors=True)
         self._spool.mkdir(parents=True, exist_ok=True)
 
@@ -146,6 +151,7 @@ class BigQueryBackend:
         selected = [name for name in (params.get("selectedFields") or "").split(",") if name]
         rows, _ = self.engine.rows(dataset, table, offset, limit, selected, _int64_timestamps(params))
         total = self.engine.count(dataset, table)
+        self.rows_served[f"tabledata {dataset}.{table}"] += len(rows)
         answer: dict[str, Any] = {"kind": "bigquery#tableDataList", "totalRows": str(total), "rows": rows}
         if offset + len(rows) < total:
             answer["pageToken"] = str(offset + len(rows))
@@ -159,6 +165,8 @@ class BigQueryBackend:
         if (project, job_id) in self.jobs:
             raise BigQueryError(409, "duplicate", f"Already Exists: Job {project}:{DEFAULT_LOCATION}.{job_id}")
         configuration = dict(body.get("configuration") or {})
+        if configuration.get("dryRun") and "query" in configuration:
+            return self._dry_run(project, job_id, reference, configuration)
         job = Job(
             project,
             job_id,
@@ -211,10 +219,27 @@ class BigQueryBackend:
             RESULTS_SCHEMA, job.result_table, offset, limit, None, _int64_timestamps(params)
         )
         total = self.engine.count(RESULTS_SCHEMA, job.result_table)
+        self.rows_served[f"query {job_id}"] += len(rows)
         answer.update(schema={"fields": schema}, totalRows=str(total), rows=rows)
         if offset + len(rows) < total:
             answer["pageToken"] = str(offset + len(rows))
         return answer
+
+    def _dry_run(
+        self, project: str, job_id: str, reference: Mapping[str, Any], configuration: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A dry run: the query is checked and its schema returned in ``statistics.query.schema``;
+        nothing runs and, as in BigQuery, the job is not kept (``jobs.get`` does not find it)."""
+        config = configuration["query"]
+        if config.get("useLegacySql"):
+            raise BigQueryError(400, "invalidQuery", "Legacy SQL is not emulated; set use_legacy_sql=False.")
+        parameters = parameter_values(config.get("queryParameters") or [])
+        fields = self.engine.describe(str(config.get("query") or ""), parameters)
+        job = Job(project, job_id, str(reference.get("location") or DEFAULT_LOCATION), configuration, 0)
+        job.statistics = {
+            "query": {"statementType": "SELECT", "totalBytesProcessed": "0", "schema": {"fields": fields}}
+        }
+        return job.to_api()
 
     def _run_query(self, job: Job, config: Mapping[str, Any]) -> None:
         if config.get("useLegacySql"):

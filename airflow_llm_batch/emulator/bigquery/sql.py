@@ -11,7 +11,7 @@ enough to translate the differences that matter here without touching string con
   JSON) get their DuckDB names;
 - a script is split into statements at ``;`` (DuckDB binds parameters per statement only).
 
-``PARSE_JSON``, ``TO_JSON_STRING`` and ``DATE(x)`` are DuckDB macros (see ``engine.py``);
+``PARSE_JSON``, ``TO_JSON_STRING``, ``BYTE_LENGTH`` and ``DATE(x)`` are DuckDB macros (see ``engine.py``);
 ``JSON_OBJECT``, ``JSON_ARRAY``, ``CONCAT`` and ``BEGIN``/``COMMIT TRANSACTION``
 exist in both dialects.
 """
@@ -19,6 +19,7 @@ exist in both dialects.
 from __future__ import annotations
 
 import re
+import string
 
 TYPE_WORDS = {
     "INT64": "BIGINT",
@@ -30,6 +31,10 @@ TYPE_WORDS = {
     "JSON_VALUE": "json_extract_string",
 }
 _WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9]*")
+# GoogleSQL's escapes in string literals ("Lexical structure": \a \b \f \n \r \t \v, \xhh,
+# \uhhhh, \Uhhhhhhhh); any other escaped character stands for itself (\\ \' \" \`).
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_HEX_ESCAPES = {"x": 2, "u": 4, "U": 8}
 
 
 class SqlError(ValueError):
@@ -99,7 +104,15 @@ def _string(sql: str, start: int) -> tuple[str, int]:
         char = sql[index]
         if char == "\\" and index + 1 < len(sql):
             escaped = sql[index + 1]
-            chars.append({"n": "\n", "t": "\t", "r": "\r"}.get(escaped, escaped))
+            digits = _HEX_ESCAPES.get(escaped, 0)
+            if digits:
+                code = sql[index + 2 : index + 2 + digits]
+                if len(code) != digits or any(c not in string.hexdigits for c in code):
+                    raise SqlError(f"illegal escape sequence \\{escaped}{code}")
+                chars.append(chr(int(code, 16)))
+                index += 2 + digits
+                continue
+            chars.append(_ESCAPES.get(escaped, escaped))
             index += 2
             continue
         if char == quote:
