@@ -11,6 +11,7 @@ This module is imported when DAG files are parsed: it imports no provider SDK.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,15 @@ def backend_from_connection(
     # organization), then the operator's ``provider_limits`` on top.
     limits = {**(extra.get("limits") or {}), **(limit_overrides or {})}
     return create_backend(name, config, limits)
+
+
+def prepared_backend(
+    conn: Any, provider: str | None = None, limit_overrides: Mapping[str, Any] | None = None
+) -> BatchBackend:
+    """The backend with its async client ready (the SDK imported): for a worker thread of the triggerer."""
+    backend = backend_from_connection(conn, provider, limit_overrides)
+    backend.prepare_async()
+    return backend
 
 
 class LLMBatchHook(BaseHook):
@@ -100,7 +110,7 @@ class LLMBatchHook(BaseHook):
         from airflow.sdk import Connection
 
         conn = await Connection.async_get(conn_id)
-        return backend_from_connection(conn, provider, limit_overrides)
+        return await asyncio.to_thread(prepared_backend, conn, provider, limit_overrides)
 
     def test_connection(self) -> tuple[bool, str]:
         """For the connection form's Test button: one cheap authenticated call (list one batch)."""

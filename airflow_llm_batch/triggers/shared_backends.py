@@ -51,7 +51,7 @@ class _Limited:
 
 @dataclass
 class _Shared:
-    backend: Any
+    ready: asyncio.Task[Any]  # builds the backend in a worker thread; triggers that start together await one build
     users: int = 0
 
 
@@ -70,25 +70,31 @@ class SharedBackends:
 
     async def acquire(self, conn_id: str, provider: str | None) -> Any:
         """The backend for this connection, built on first use in this loop; pair with :meth:`release`."""
-        from airflow_llm_batch.hooks.llm_batch import backend_from_connection
-
-        state = self._loops.setdefault(asyncio.get_running_loop(), _LoopState())
+        loop = asyncio.get_running_loop()
+        state = self._loops.setdefault(loop, _LoopState())
         conn = await _lookup(state, conn_id)
         key = _key_of(conn, provider)
         entry = state.backends.get(key)
-        if entry is None:
-            backend = _Limited(backend_from_connection(conn, provider), MAX_REQUESTS_IN_FLIGHT)
-            entry = state.backends[key] = _Shared(backend)
-            self._keys[backend] = key
+        if entry is None or _failed(entry.ready):
+            entry = state.backends[key] = _Shared(loop.create_task(_build(conn, provider)))
         entry.users += 1
-        return entry.backend
+        try:
+            # Shielded: a trigger cancelled while it waits must not cancel the build for the others.
+            backend = await asyncio.shield(entry.ready)
+        except BaseException:
+            entry.users -= 1
+            if entry.users == 0 and state.backends.get(key) is entry:
+                del state.backends[key]
+            raise
+        self._keys[backend] = key
+        return backend
 
     async def release(self, backend: Any) -> None:
         """Let go of a backend from :meth:`acquire`; the last user closes its client."""
         state = self._loops.get(asyncio.get_running_loop())
         key = self._keys.get(backend)
         entry = state.backends.get(key) if state is not None and key is not None else None
-        if entry is None or entry.backend is not backend:  # not from this pool: close it as before
+        if entry is None or not entry.ready.done() or entry.ready.result() is not backend:  # not from this pool
             await backend.aclose()
             return
         entry.users -= 1
@@ -96,6 +102,13 @@ class SharedBackends:
             del state.backends[key]  # type: ignore[union-attr,arg-type]
             del self._keys[backend]
             await backend.aclose()
+
+
+async def _build(conn: Any, provider: str | None) -> _Limited:
+    """The backend with its async client built, in a worker thread: it imports the vendor SDK."""
+    from airflow_llm_batch.hooks.llm_batch import prepared_backend
+
+    return _Limited(await asyncio.to_thread(prepared_backend, conn, provider), MAX_REQUESTS_IN_FLIGHT)
 
 
 async def _lookup(state: _LoopState, conn_id: str) -> Any:

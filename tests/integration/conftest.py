@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,3 +64,18 @@ def flow(request: pytest.FixtureRequest, llm_batch_emulator: Any, tmp_path: Path
     flow = Flow(backend, tmp_path, provider)
     yield flow
     backend.close()
+
+
+TRIGGER_SECRET = "sk-trigger-secret-0123456789"
+
+
+@pytest.fixture
+def connection(monkeypatch, flow, llm_batch_emulator):
+    """The trigger looks its connection up itself (async), here from an AIRFLOW_CONN_ variable."""
+    conn = {
+        "conn_type": f"llm_batch_{flow.provider}",
+        "password": TRIGGER_SECRET,
+        "host": base_url(llm_batch_emulator, flow.provider),
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_TRIGGER_TEST", json.dumps(conn))
+    return "trigger_test"

@@ -9,22 +9,10 @@ from typing import Any
 import pytest
 
 from airflow_llm_batch.triggers.completion import LLMBatchCompletionTrigger
-from tests.integration.conftest import base_url
+from tests.integration.conftest import TRIGGER_SECRET
 
-SECRET = "sk-trigger-secret-0123456789"
+SECRET = TRIGGER_SECRET
 ITEMS = [{"id": f"t-{n}", "text": f"message {n}"} for n in range(10)]
-
-
-@pytest.fixture
-def connection(monkeypatch, flow, llm_batch_emulator):
-    """The trigger looks its connection up itself (async), here from an AIRFLOW_CONN_ variable."""
-    conn = {
-        "conn_type": f"llm_batch_{flow.provider}",
-        "password": SECRET,
-        "host": base_url(llm_batch_emulator, flow.provider),
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_TRIGGER_TEST", json.dumps(conn))
-    return "trigger_test"
 
 
 def _trigger(manifest: Any, conn_id: str, **overrides: Any) -> LLMBatchCompletionTrigger:

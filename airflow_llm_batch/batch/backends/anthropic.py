@@ -140,6 +140,9 @@ class AnthropicBackend(BatchBackend):
 
         return AsyncAnthropic(**self._client_kwargs())
 
+    def prepare_async(self) -> None:
+        _ = self.async_client.messages.batches
+
     def _client_kwargs(self) -> dict[str, Any]:
         extra = self.config.extra
         kwargs: dict[str, Any] = {

@@ -172,6 +172,14 @@ class BatchBackend(ABC):
             return None
         return self.console_url_template.format(batch_id=batch_id)
 
+    def prepare_async(self) -> None:  # noqa: B027 - optional hook
+        """Build the async client and import what its calls use, ahead of the first call.
+
+        The first status call of a fresh client imports the vendor SDK and builds its resources
+        (0.3 s for ``openai``, up to 2 s for ``anthropic`` on a busy machine): done on the event
+        loop, that stalls every trigger of the triggerer. The triggers call this in a worker thread.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the sync client."""
 

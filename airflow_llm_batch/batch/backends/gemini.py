@@ -157,6 +157,9 @@ class GeminiBackend(BatchBackend):
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not switch APIs.
         return genai.Client(vertexai=False, api_key=self.config.api_key, http_options=types.HttpOptions(**options))
 
+    def prepare_async(self) -> None:
+        _ = self.client.aio.batches
+
     @property
     def inline_max_bytes(self) -> int:
         return int(self.config.extra.get("inline_max_bytes", 20 * 1024 * 1024))

@@ -98,6 +98,9 @@ class OpenAIBackend(BatchBackend):
 
         return AsyncOpenAI(**self._client_kwargs())
 
+    def prepare_async(self) -> None:
+        _ = self.async_client.batches
+
     def _client_kwargs(self) -> dict[str, Any]:
         extra = self.config.extra
         kwargs: dict[str, Any] = {
