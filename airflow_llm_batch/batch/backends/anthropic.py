@@ -132,27 +132,16 @@ class AnthropicBackend(BatchBackend):
     def client(self) -> Anthropic:
         from anthropic import Anthropic
 
-        return Anthropic(**self._client_kwargs())
+        return Anthropic(**self.config.client_kwargs())
 
     @functools.cached_property
     def async_client(self) -> AsyncAnthropic:
         from anthropic import AsyncAnthropic
 
-        return AsyncAnthropic(**self._client_kwargs())
+        return AsyncAnthropic(**self.config.client_kwargs())
 
     def prepare_async(self) -> None:
         _ = self.async_client.messages.batches
-
-    def _client_kwargs(self) -> dict[str, Any]:
-        extra = self.config.extra
-        kwargs: dict[str, Any] = {
-            "api_key": self.config.api_key,
-            "base_url": self.config.base_url or None,
-            "max_retries": int(extra.get("max_retries", 2)),
-        }
-        if extra.get("timeout") is not None:
-            kwargs["timeout"] = float(extra["timeout"])
-        return kwargs
 
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:

@@ -62,6 +62,28 @@ class ClientConfig:
     base_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    @property
+    def max_retries(self) -> int:
+        """The SDK's own retries of a failed call (``max_retries`` extra; the SDKs' default 2)."""
+        return int(self.extra.get("max_retries", 2))
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds per HTTP call (``timeout`` extra), or None for the SDK's default."""
+        value = self.extra.get("timeout")
+        return None if value is None else float(value)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Key, endpoint, retries and timeout, as the ``openai`` and ``anthropic`` clients take them."""
+        kwargs: dict[str, Any] = {
+            "api_key": self.api_key,
+            "base_url": self.base_url or None,
+            "max_retries": self.max_retries,
+        }
+        if self.timeout is not None:
+            kwargs["timeout"] = self.timeout
+        return kwargs
+
 
 @dataclass(frozen=True)
 class ChunkFile:

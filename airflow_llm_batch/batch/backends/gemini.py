@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, ProviderLimits, RequestSpec
+from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, ClientConfig, ProviderLimits, RequestSpec
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
 from airflow_llm_batch.exceptions import ConfigurationError
 
@@ -141,21 +141,9 @@ class GeminiBackend(BatchBackend):
         ``client.aio`` (the async surface used in the triggerer) shares its configuration.
         """
         from google import genai
-        from google.genai import types
 
-        extra = self.config.extra
-        options: dict[str, Any] = {}
-        if self.config.base_url:
-            options["base_url"] = self.config.base_url
-        if extra.get("api_version"):
-            options["api_version"] = str(extra["api_version"])
-        if extra.get("timeout") is not None:
-            options["timeout"] = int(float(extra["timeout"]) * 1000)  # genai counts milliseconds
-        retries = int(extra.get("max_retries", 2))
-        if retries > 0:
-            options["retry_options"] = types.HttpRetryOptions(attempts=retries + 1)
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not switch APIs.
-        return genai.Client(vertexai=False, api_key=self.config.api_key, http_options=types.HttpOptions(**options))
+        return genai.Client(vertexai=False, api_key=self.config.api_key, http_options=http_options(self.config))
 
     def prepare_async(self) -> None:
         _ = self.client.aio.batches
@@ -276,6 +264,22 @@ def display_name(job_key: JobKey, chunk_index: int) -> str:
     """``airflow:<dag>/<task>:job_key=<digest>:chunk=<n>``; the digest is what lookups match on."""
     dag, task = job_key.dag_id[:NAME_PART_LENGTH], job_key.task_id[:NAME_PART_LENGTH]
     return f"airflow:{dag}/{task}:job_key={job_key.digest()}:chunk={chunk_index}"
+
+
+def http_options(config: ClientConfig) -> Any:
+    """The ``genai`` client's HTTP options from the connection: endpoint, API version, timeout, retries."""
+    from google.genai import types
+
+    options: dict[str, Any] = {}
+    if config.base_url:
+        options["base_url"] = config.base_url
+    if config.extra.get("api_version"):
+        options["api_version"] = str(config.extra["api_version"])
+    if config.timeout is not None:
+        options["timeout"] = int(config.timeout * 1000)  # genai counts milliseconds
+    if config.max_retries > 0:
+        options["retry_options"] = types.HttpRetryOptions(attempts=config.max_retries + 1)
+    return types.HttpOptions(**options)
 
 
 def status_of(batch: Any) -> BatchStatus:

@@ -41,6 +41,7 @@ from airflow_llm_batch.batch.backends.gemini import (
     _Readable,
     classify_error,
     display_name,
+    http_options,
     parse_result,
 )
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
@@ -107,25 +108,13 @@ class VertexBackend(GeminiBackend):
     def client(self) -> Client:
         """The one ``genai.Client`` in Vertex mode; kept because collecting it closes its HTTP client."""
         from google import genai
-        from google.genai import types
 
-        extra = self.config.extra
-        options: dict[str, Any] = {}
-        if self.config.base_url:
-            options["base_url"] = self.config.base_url
-        if extra.get("api_version"):
-            options["api_version"] = str(extra["api_version"])
-        if extra.get("timeout") is not None:
-            options["timeout"] = int(float(extra["timeout"]) * 1000)  # genai counts milliseconds
-        retries = int(extra.get("max_retries", 2))
-        if retries > 0:
-            options["retry_options"] = types.HttpRetryOptions(attempts=retries + 1)
         return genai.Client(
             vertexai=True,
             project=self.settings.project,
             location=self.location,
             credentials=self.settings.credentials(),
-            http_options=types.HttpOptions(**options),
+            http_options=http_options(self.config),
         )
 
     @functools.cached_property
