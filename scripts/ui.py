@@ -15,6 +15,7 @@ starts from an empty Airflow home.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -192,6 +193,8 @@ class UiStack:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+        if process is not None:
+            _wait_for_group_to_end(process.pid)
         self.emulator.stop()
 
     def token(self) -> str:
@@ -260,6 +263,19 @@ def _print_ready(stack: UiStack) -> None:
     print("Try it: open DAG nightly_ticket_triage, switch it on, press Trigger; open the run, then the")
     print("'wait' task's log for progress, its 'Batch console' link, and the 'results' task's XCom for")
     print("the cost summary. See docs/ui.md. Ctrl-C stops everything.")
+
+
+def _wait_for_group_to_end(group: int, timeout: float = 20.0) -> None:
+    """Standalone exits before its components (API server, scheduler, ...): wait for them too."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGKILL)
 
 
 if __name__ == "__main__":

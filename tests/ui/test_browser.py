@@ -56,8 +56,8 @@ def test_the_run_page_shows_the_three_tasks_succeeded(chromium, ui_stack, triage
     finally:
         browser.stop()
     assert RUN_ID in text
-    DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-    shutil.copy(shot, DOCS_SCREENSHOT)
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT"):  # refresh the docs' picture on purpose only
+        shutil.copy(shot, DOCS_SCREENSHOT)
     assert shot.stat().st_size > 20_000  # a drawn page, not a blank one
 
 
