@@ -6,12 +6,17 @@ hold output that breaks the schema, 0.1% of the ids get no line at all. What is 
 ``collect_results``, the whole of the Results task after the download: parse every line,
 validate the output against the schema, reconcile with the submitted ids (``missing`` rows),
 write Parquet and the failed ids, count. The files are read from local disk (the download is
-benchmark 5's business); the bare loop reads the same files and parses each line, nothing else.
+benchmark 5's business) by the backend's own code: only the opening of a result file is replaced,
+so the pass is the one the Results operator runs for an OpenAI chat batch into Parquet (its
+columnar path, ``batch/results.py``). The bare loop reads the same files and parses each line,
+nothing else.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,11 +105,12 @@ def write_job(root: Path, count: int) -> list[Any]:
 
 def _file_backend(root: Path) -> Any:
     from airflow_llm_batch.batch.backends.base import ClientConfig
-    from airflow_llm_batch.batch.backends.openai import OpenAIBackend, parse_result_line
-    from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, Kind, RawOutcome
+    from airflow_llm_batch.batch.backends.openai import RESULT_CHUNK_BYTES, OpenAIBackend
+    from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus
 
     class LocalFilesBackend(OpenAIBackend):
-        """OpenAI's backend with the output and error files read from disk instead of downloaded."""
+        """OpenAI's backend with the output and error files read from disk instead of downloaded:
+        everything after the download (splitting, parsing, the columnar path) is the real one."""
 
         def get_status(self, batch_id: str) -> BatchStatus:
             chunk = batch_id.split("_")[1]
@@ -118,12 +124,10 @@ def _file_backend(root: Path) -> Any:
                 details={"output_file_id": f"output-{chunk}.jsonl", "error_file_id": f"errors-{chunk}.jsonl"},
             )
 
-        def iter_outcomes(self, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
-            for key in ("output_file_id", "error_file_id"):
-                with (root / status.details[key]).open("rb") as stream:
-                    for line in stream:
-                        if line.strip():
-                            yield parse_result_line(line, kind)
+        @contextlib.contextmanager
+        def _open_result_file(self, file_id: str) -> Iterator[Iterator[bytes]]:
+            with (root / file_id).open("rb") as stream:
+                yield iter(functools.partial(stream.read, RESULT_CHUNK_BYTES), b"")
 
     return LocalFilesBackend(ClientConfig(api_key="unused"))
 
@@ -172,6 +176,64 @@ def _add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeat", type=int, default=3, help="time each loop this many times, keep the best")
     parser.add_argument("--one", type=int, help="(internal) measure one size in this process")
     parser.add_argument("--profile", type=Path, help="with --one: write a cProfile of the results pass here")
+    parser.add_argument("--stages", action="store_true", help="with --one: print the time per line stage by stage")
+
+
+def stages(root: Path, entries: list[Any], count: int, repeat: int) -> list[tuple[str, float]]:
+    """Wall time per line of the pass cut short after each stage (best of ``repeat``)."""
+    from airflow_llm_batch.batch.chunk_rows import ChunkRows
+    from airflow_llm_batch.batch.job import JobLayout
+    from airflow_llm_batch.batch.records import Kind
+    from airflow_llm_batch.batch.schema import OutputValidator
+    from airflow_llm_batch.io import sinks
+
+    backend, validator = _file_backend(root), OutputValidator(SCHEMA)
+    manifest = type("Manifest", (), {"model": MODEL, "provider": "openai", "attempt": 1})
+
+    def read_blocks(reconcile: bool) -> None:
+        for entry in entries:
+            status = backend.get_status(entry.batch_id)
+            rows = ChunkRows(manifest, JobLayout(root), entry.chunk, status, validator)  # type: ignore[arg-type]
+            for block in backend.outcome_blocks(status, Kind.CHAT):
+                if reconcile:
+                    rows.block(block)
+            if reconcile:
+                for _ in rows.unseen_rows():
+                    pass
+
+    class NullSink:
+        uri = "null"
+
+        def write(self, row: Any) -> None: ...
+        def write_block(self, block: Any) -> None: ...
+        def close(self) -> None: ...
+
+    def without_sink() -> None:
+        real = sinks.open_sink
+        sinks.open_sink = lambda *args, **kwargs: NullSink()  # type: ignore[assignment]
+        try:
+            collect(root, entries, count)
+        finally:
+            sinks.open_sink = real
+
+    steps: list[tuple[str, Any]] = [
+        ("bare loop: read a line, `orjson.loads`", lambda: bare_loop(root)),
+        ("read 256 KiB pieces, split into blocks, decode into columns (`OutcomeBlock`)", lambda: read_blocks(False)),
+        (
+            "\\+ reconcile with the id map, typed check of the output, general rows (`RowBlock`)",
+            lambda: read_blocks(True),
+        ),
+        ("\\+ the `collect_results` loop: summary counts, failed-items file", without_sink),
+        ("\\+ the Parquet sink: Arrow arrays per block, zstd row groups", lambda: collect(root, entries, count)),
+    ]
+    best = {name: float("inf") for name, _ in steps}
+    for _ in range(repeat):
+        for name, step in steps:
+            with timed() as elapsed:
+                step()
+            best[name] = min(best[name], elapsed[0])
+    lines = bare_loop(root)
+    return [(name, seconds / lines * 1e6) for name, seconds in best.items()]
 
 
 def measure(lines: int, repeat: int, work: Path, profile: Path | None) -> dict[str, Any]:
@@ -205,6 +267,12 @@ def measure(lines: int, repeat: int, work: Path, profile: Path | None) -> dict[s
 def main() -> None:
     args = benchmark_args(__doc__ or "", _add_args)
     with scratch(args.work) as work:
+        if args.one and args.stages:
+            root = work / "job"
+            entries = write_job(root, args.one)
+            for name, micros in stages(root, entries, args.one, args.repeat):
+                print(f"| {name} | {micros:.2f} |")
+            return
         if args.one:
             result = measure(args.one, args.repeat, work, args.profile)
             (work / f"results-{args.one}.json").write_text(json.dumps(result))

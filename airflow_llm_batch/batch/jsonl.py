@@ -9,6 +9,7 @@ import operator
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+import msgspec
 import orjson
 
 from airflow_llm_batch.batch.storage import StoragePath
@@ -19,6 +20,7 @@ JSONDecodeError = orjson.JSONDecodeError
 
 _BUFFER = 1 << 20
 _strip = operator.methodcaller("strip")
+_decode_string_pairs = msgspec.json.Decoder(tuple[str, str]).decode_lines
 
 
 def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
@@ -27,6 +29,25 @@ def iter_lines(stream: IO[bytes]) -> Iterator[bytes]:
     Built from C-level ``map`` and ``filter``: no Python frame per line of a million-line file.
     """
     return filter(None, map(_strip, stream))
+
+
+def line_blocks(chunks: Iterable[bytes], lines_per_block: int = 1024) -> Iterator[list[bytes]]:
+    """The non-empty lines of a byte stream read in chunks, stripped, in lists of about
+    ``lines_per_block`` (a line ends at ``\\n`` only: JSON text holds no other line break)."""
+    block: list[bytes] = []
+    tail = b""
+    for chunk in chunks:
+        lines = (tail + chunk if tail else chunk).split(b"\n")
+        tail = lines.pop()
+        block += filter(None, map(_strip, lines))
+        if len(block) >= lines_per_block:
+            yield block
+            block = []
+    tail = tail.strip()
+    if tail:
+        block.append(tail)
+    if block:
+        yield block
 
 
 def read_jsonl(path: StoragePath) -> Iterator[Any]:
@@ -38,11 +59,16 @@ def read_jsonl(path: StoragePath) -> Iterator[Any]:
 def read_pairs(path: StoragePath) -> dict[Any, Any]:
     """A JSONL file of ``[key, value]`` lines (one chunk's id map) as a dict, read in C-level loops.
 
-    Each pair is dropped as soon as the dict holds it: a list of them all made the garbage
-    collector promote and then walk fifty thousand lists per chunk.
+    Pairs of strings are decoded as tuples, which the garbage collector stops tracking at its next
+    pass: as lists, fifty thousand of them per chunk got promoted and walked by full collections.
     """
     with path.open("rb") as stream:
-        return dict(map(loads, iter_lines(stream)))
+        data = stream.read()
+    try:
+        # The usual id map (Submit writes ``[custom_id, user_id]``, both strings) in one C call.
+        return dict(_decode_string_pairs(data))
+    except (msgspec.DecodeError, RecursionError):
+        return dict(map(loads, filter(None, map(_strip, data.split(b"\n")))))
 
 
 class JsonlWriter:

@@ -34,6 +34,7 @@ _ASSERTING = _keywords(
     "pattern patternProperties prefixItems properties propertyNames required type "
     "unevaluatedItems unevaluatedProperties uniqueItems $id $anchor $dynamicAnchor "
 )
+ASSERTING_KEYWORDS = _ASSERTING
 _SUPPORTED = _keywords(
     "$ref additionalProperties allOf anyOf const enum exclusiveMaximum exclusiveMinimum items "
     "maxItems maxLength maxProperties maximum minItems minLength minProperties minimum pattern "

@@ -3,6 +3,14 @@
 Works one batch at a time, so memory holds one chunk's id map (at most a provider's batch size),
 never the whole job. Every submitted id ends in exactly one row: a result line, or, when the
 provider returned none for it, a ``missing`` (or ``expired`` / ``cancelled``) row.
+
+Two ways through, with the same rows (the rules of a row are in ``chunk_rows.py``): one line at a
+time (``RawOutcome`` -> ``ItemResult`` -> ``sink.write``), and, when the backend reads lines in
+blocks (``outcome_blocks``: OpenAI chat) and the sink writes columns (``write_block``: Parquet), a
+block of a thousand lines at a time as columns. There the usual line (succeeded, known id, output
+the typed check is sure of) costs no Python object of its own; every other line of the block is
+built by ``to_item_result`` and put in its place. ``tests/unit/test_results_columnar.py``
+compares the two on mixed files.
 """
 
 from __future__ import annotations
@@ -10,39 +18,35 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend
+from airflow_llm_batch.batch.chunk_rows import ChunkRows
 from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.manifest import Manifest
 from airflow_llm_batch.batch.pricing import PriceTable, cost_summary
 from airflow_llm_batch.batch.records import (
     BatchOutcome,
     BatchStatus,
-    ErrorType,
     ItemResult,
     ItemStatus,
     Kind,
-    RawOutcome,
 )
+from airflow_llm_batch.batch.row_blocks import RowBlock
 from airflow_llm_batch.batch.schema import OutputValidator
 from airflow_llm_batch.batch.storage import uri_of
 from airflow_llm_batch.exceptions import BatchFailedError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # A download that drops (connection reset, 5xx mid-stream) is started again this many times; the
 # rows already written are skipped on the next pass, so no item gets two rows.
 MAX_DOWNLOAD_ATTEMPTS = 5
 DOWNLOAD_BACKOFF_SECONDS = 2.0
-
-_UNSEEN_BY_OUTCOME = {
-    BatchOutcome.EXPIRED: (ErrorType.EXPIRED, "the batch expired before this item ran"),
-    BatchOutcome.CANCELLED: (ErrorType.CANCELLED, "the batch was cancelled before this item ran"),
-}
 
 
 class RowSink(Protocol):
@@ -51,6 +55,12 @@ class RowSink(Protocol):
     def write(self, row: ItemResult) -> None: ...
 
     def close(self) -> None: ...
+
+
+class ColumnSink(RowSink, Protocol):
+    """A sink that also takes rows as columns (:class:`RowBlock`), in order with single rows."""
+
+    def write_block(self, block: RowBlock) -> None: ...
 
 
 @dataclass
@@ -80,6 +90,13 @@ class ResultsSummary:
         self.input_tokens += row.input_tokens or 0
         self.output_tokens += row.output_tokens or 0
 
+    def add_usual(self, count: int, input_tokens: int, output_tokens: int) -> None:
+        """``count`` succeeded rows with these tokens in all (a block's usual rows)."""
+        self.items += count
+        self.succeeded += count
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+
 
 def collect_results(
     manifest: Manifest,
@@ -96,6 +113,8 @@ def collect_results(
     """
     kind = Kind(manifest.kind)
     summary = ResultsSummary()
+    # Sinks that write columns (Parquet) take blocks of rows from backends that read lines in blocks.
+    columnar = callable(getattr(sink, "write_block", None))
     layout.results_dir.mkdir(parents=True, exist_ok=True)
     failed_path = layout.results_dir / "failed_items.jsonl"
     with jsonl.JsonlWriter(failed_path) as failed_items:
@@ -105,20 +124,29 @@ def collect_results(
                 if on_batch is not None:
                     on_batch(entry.batch_id, status)
                 _check_ended(status)
-                rows = _batch_rows(manifest, backend, layout, entry.chunk, status, kind, validator)
-                for row, custom_id in rows:
-                    sink.write(row)
-                    summary.add(row)
-                    if row.status == ItemStatus.FAILED:
-                        failed_items.write(
-                            {
-                                "id": row.id,
-                                "custom_id": custom_id,
-                                "chunk": entry.chunk,
-                                "error_type": row.error_type,
-                                "retryable": row.retryable,
-                            }
-                        )
+                rows = _batch_rows(manifest, backend, layout, entry.chunk, status, kind, validator, columnar)
+                for item in rows:
+                    general_rows: Iterable[tuple[ItemResult, str]]
+                    if type(item) is RowBlock:
+                        cast(ColumnSink, sink).write_block(item)
+                        summary.add_usual(item.usual, item.usual_input_tokens, item.usual_output_tokens)
+                        general_rows = item.general_rows
+                    else:
+                        row_and_id = cast(tuple[ItemResult, str], item)
+                        sink.write(row_and_id[0])
+                        general_rows = (row_and_id,)
+                    for row, custom_id in general_rows:
+                        summary.add(row)
+                        if row.status == ItemStatus.FAILED:
+                            failed_items.write(
+                                {
+                                    "id": row.id,
+                                    "custom_id": custom_id,
+                                    "chunk": entry.chunk,
+                                    "error_type": row.error_type,
+                                    "retryable": row.retryable,
+                                }
+                            )
         finally:
             sink.close()
     result = {
@@ -167,41 +195,30 @@ def _batch_rows(
     status: BatchStatus,
     kind: Kind,
     validator: OutputValidator | None,
-) -> Any:
-    """Yield ``(row, custom_id)`` for every id of the chunk, result lines first, then the unseen."""
-    ids: dict[str, str] = jsonl.read_pairs(layout.ids_file(chunk))
-    seen: set[str] = set()
-    common = {"provider": manifest.provider, "batch_id": status.batch_id, "attempt": manifest.attempt}
-    for outcome in _outcomes_with_retry(backend, status, kind):
-        custom_id = outcome.custom_id
-        user_id = ids.get(custom_id)
-        if user_id is None:
-            if custom_id:
-                log.warning("Batch %s returned a result line for an unknown id; ignored", status.batch_id)
-            else:
-                log.warning("Batch %s returned a malformed result line; ignored", status.batch_id)
-            continue
-        if custom_id in seen:
-            continue  # a second line for the item, or a line already read before a download restarted
-        seen.add(custom_id)
-        yield to_item_result(user_id, outcome, validator, manifest.model, common), custom_id
-    unseen_type, unseen_message = _UNSEEN_BY_OUTCOME.get(
-        status.outcome or BatchOutcome.COMPLETED,
-        (ErrorType.MISSING, "the provider returned no result for this item"),
-    )
-    for custom_id, user_id in ids.items():
-        if custom_id not in seen:
-            yield (
-                ItemResult.failure(user_id, unseen_type, unseen_message, model=manifest.model, **common),
-                custom_id,
-            )
+    columnar: bool = False,
+) -> Iterator[tuple[ItemResult, str] | RowBlock]:
+    """Yield ``(row, custom_id)`` (or blocks of rows, with ``columnar``) for every id of the chunk,
+    result lines first, then the unseen."""
+    rows = ChunkRows(manifest, layout, chunk, status, validator)
+    blocks = getattr(backend, "outcome_blocks", None) if columnar else None
+    if blocks is not None and blocks(status, kind) is not None:  # (cheap: creates a generator only)
+        for block in _with_download_retry(lambda: blocks(status, kind), backend, status):
+            row_block = rows.block(block)
+            if row_block is not None:
+                yield row_block
+    else:
+        for outcome in _with_download_retry(lambda: backend.iter_outcomes(status, kind), backend, status):
+            row = rows.row(outcome)
+            if row is not None:
+                yield row
+    yield from rows.unseen_rows()
 
 
-def _outcomes_with_retry(backend: BatchBackend, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
+def _with_download_retry(read: Callable[[], Iterator[T]], backend: BatchBackend, status: BatchStatus) -> Iterator[T]:
     """The batch's outcomes; a transient failure mid-download restarts the stream after a pause."""
     for attempt in range(1, MAX_DOWNLOAD_ATTEMPTS + 1):
         try:
-            yield from backend.iter_outcomes(status, kind)
+            yield from read()
             return
         except Exception as err:
             if attempt == MAX_DOWNLOAD_ATTEMPTS or not backend.is_transient(err):
@@ -215,50 +232,3 @@ def _outcomes_with_retry(backend: BatchBackend, status: BatchStatus, kind: Kind)
                 delay,
             )
             time.sleep(delay)
-
-
-def to_item_result(
-    user_id: str,
-    outcome: RawOutcome,
-    validator: OutputValidator | None,
-    model: str,
-    common: dict[str, Any],
-) -> ItemResult:
-    reason = None
-    if outcome.succeeded and validator is not None:
-        parsed, reason = validator.parse(outcome.text)
-        if reason is None:  # the usual line: one construction, nothing to change afterwards
-            return ItemResult(
-                id=user_id,
-                status=ItemStatus.SUCCEEDED,
-                text=outcome.text,
-                json=parsed,
-                embedding=outcome.embedding,
-                model=outcome.model or model,
-                input_tokens=outcome.input_tokens,
-                output_tokens=outcome.output_tokens,
-                finish_reason=outcome.finish_reason,
-                **common,
-            )
-    row = ItemResult(
-        id=user_id,
-        status=ItemStatus.SUCCEEDED if outcome.succeeded else ItemStatus.FAILED,
-        text=outcome.text,
-        embedding=outcome.embedding,
-        model=outcome.model or model,
-        input_tokens=outcome.input_tokens,
-        output_tokens=outcome.output_tokens,
-        finish_reason=outcome.finish_reason,
-        **common,
-    )
-    if not outcome.succeeded:
-        error_type = outcome.error_type or ErrorType.SERVER_ERROR
-        row.error_type = error_type.value
-        row.error_message = outcome.error_message
-        row.retryable = error_type.retryable
-    elif reason is not None:  # the output did not validate
-        row.status = ItemStatus.FAILED
-        row.error_type = ErrorType.INVALID_OUTPUT.value
-        row.error_message = f"output {reason}"
-        row.retryable = True
-    return row

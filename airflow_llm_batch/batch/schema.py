@@ -67,6 +67,7 @@ class OutputValidator:
         from jsonschema import Draft202012Validator
 
         from airflow_llm_batch.batch.quick_schema import compile_check
+        from airflow_llm_batch.batch.typed_output import compile_output_type
 
         self._validator = Draft202012Validator(schema)
         # The fast paths of a million-line results run; each answers only when it is sure.
@@ -75,6 +76,17 @@ class OutputValidator:
         self._decode = msgspec.json.Decoder().decode
         self._decode_errors = (msgspec.DecodeError, ValueError, RecursionError)
         self._quick_check = compile_check(schema)
+        self._typed = compile_output_type(schema)
+
+    def stored_texts(self, texts: list[str | None]) -> list[str | None]:
+        """For a block of model texts: each text itself where it is surely valid and already the JSON
+        text a results file stores for it, else ``None``; the caller then takes :meth:`parse`.
+
+        The columnar path of the Results task; see ``typed_output.py`` for why that is exact.
+        """
+        if self._typed is None:
+            return [None] * len(texts)
+        return self._typed.stored_texts(texts)
 
     def parse(self, text: str | None) -> tuple[Any, str | None]:
         """Return ``(object, None)`` when valid, or ``(None, reason)`` when it is not."""

@@ -7,6 +7,7 @@ tests compare the two on many generated inputs (seeded, so a failure repeats), w
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -22,6 +23,7 @@ from jsonschema import Draft202012Validator
 import airflow_llm_batch.batch.backends.openai as openai_backend
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
 from airflow_llm_batch.batch.backends.openai import OpenAIBackend, parse_result_line
+from airflow_llm_batch.batch.backends.openai_lines import read_chat_block
 from airflow_llm_batch.batch.fingerprint import LineDigest
 from airflow_llm_batch.batch.prepare import prepare_chunks
 from airflow_llm_batch.batch.quick_schema import compile_check
@@ -238,6 +240,31 @@ def test_the_usual_result_line_is_read_as_the_general_path_reads_it(monkeypatch)
     fast = [outcome(line) for line in lines]
     monkeypatch.setattr(openai_backend, "succeeded_chat_line", lambda line: None)
     assert [outcome(line) for line in lines] == fast
+
+
+def test_a_block_of_lines_reads_each_line_as_the_one_line_path():
+    lines = [
+        line if isinstance(line, bytes) else line.encode("utf-8", "surrogatepass")
+        for line in _mutated_lines(random.Random(12), 3000)
+    ]
+    read_one = functools.partial(parse_result_line, kind=Kind.CHAT)
+
+    def one_line(line: bytes) -> Any:
+        try:
+            return read_one(line)
+        except Exception as err:
+            return type(err).__name__
+
+    expected = [one_line(line) for line in lines]
+    readable = [(line, outcome) for line, outcome in zip(lines, expected, strict=True) if not isinstance(outcome, str)]
+    block = read_chat_block([line for line, _ in readable], read_one)
+    assert [block.outcome(index) for index in range(len(block))] == [outcome for _, outcome in readable]
+    assert 0 < len(block.others) < len(block)  # both kinds of line are there
+    for line, outcome in zip(lines, expected, strict=True):
+        if isinstance(outcome, str):  # the one-line path raises: so does a block holding the line
+            with pytest.raises(Exception) as raised:
+                read_chat_block([line], read_one)
+            assert type(raised.value).__name__ == outcome
 
 
 def _tickets(rng: random.Random, count: int) -> list[dict[str, Any]]:

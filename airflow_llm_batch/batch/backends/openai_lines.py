@@ -8,16 +8,23 @@ type declared (integers within 64 bits, as orjson reads them exactly), so that t
 would read the same values. Anything else (an error line, a new field, a tool call, logprobs)
 returns ``None`` and goes the general way.
 
+:func:`read_chat_block` does the same for a block of lines at once, into columns (the Results
+task's columnar path); the lines it cannot read that way it hands whole to the general reader.
+Its loop repeats the field walk of :func:`succeeded_chat_line` inline (a call per line cost more
+than the walk); ``tests/bench/test_fast_paths_agree.py`` holds both to the general path.
+
 Shapes: ``reference/provider-apis.md`` section 2.3 and OpenAI's ``chat.completion`` object.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 
 from airflow_llm_batch.batch.records import RawOutcome
+from airflow_llm_batch.batch.row_blocks import OutcomeBlock
 
 # ``gc=False``: the decoded parts hold only strings, numbers and each other, never a cycle, so the
 # garbage collector need not track the seven objects each line makes.
@@ -119,3 +126,53 @@ def succeeded_chat_line(line: str | bytes) -> RawOutcome | None:
         output_tokens=output_tokens,
         finish_reason=finish_reason,
     )
+
+
+def read_chat_block(lines: list[bytes], read_one: Callable[[bytes], RawOutcome]) -> OutcomeBlock:
+    """Lines of an output or error file as columns: the usual lines as :func:`succeeded_chat_line`
+    reads them, every other line through ``read_one`` (the general reader) into ``others``.
+
+    One loop with the fields read inline: a call per line (or ``operator.attrgetter`` with dotted
+    paths) cost more than the decoding.
+    """
+    custom_ids: list[str] = []
+    texts: list[str | None] = []
+    models: list[str | None] = []
+    input_tokens: list[int | None] = []
+    output_tokens: list[int | None] = []
+    finish_reasons: list[str | None] = []
+    others: dict[int, RawOutcome] = {}
+    add_id, add_text, add_model = custom_ids.append, texts.append, models.append
+    add_input, add_output, add_finish = input_tokens.append, output_tokens.append, finish_reasons.append
+    # (Decode errors, and a part that is null or empty: the general path knows what that means.)
+    decode, unusual = _decode, (msgspec.DecodeError, ValueError, RecursionError, AttributeError, IndexError, TypeError)
+    for line in lines:
+        try:
+            record = decode(line)
+            response = record.response
+            if response.status_code == 200:  # type: ignore[union-attr]
+                body = response.body  # type: ignore[union-attr]
+                choice = body.choices[0]  # type: ignore[union-attr,index]
+                message = choice.message
+                usage = body.usage  # type: ignore[union-attr]
+                text, refusal, finish_reason = message.content, message.refusal, choice.finish_reason  # type: ignore[union-attr]
+                prompt, completion = usage.prompt_tokens, usage.completion_tokens  # type: ignore[union-attr]
+                if not refusal and finish_reason != "content_filter":
+                    add_id(record.custom_id)
+                    add_text(text)
+                    add_model(body.model)  # type: ignore[union-attr]
+                    add_input(prompt)
+                    add_output(completion)
+                    add_finish(finish_reason)
+                    continue
+        except unusual:
+            pass
+        outcome = read_one(line)
+        others[len(custom_ids)] = outcome
+        add_id(outcome.custom_id)
+        add_text(None)
+        add_model(None)
+        add_input(None)
+        add_output(None)
+        add_finish(None)
+    return OutcomeBlock(custom_ids, texts, models, input_tokens, output_tokens, finish_reasons, others)
