@@ -18,6 +18,12 @@ def test_openai_style_clients_take_the_timeout_and_retries(provider):
         assert str(client.base_url).startswith("http://127.0.0.1:9/v1")
 
 
+def test_the_openai_client_takes_the_organization_and_project():
+    extra = {"organization": "org-1", "project": "proj-1"}
+    backend = create_backend("openai", ClientConfig(api_key="k", base_url="http://127.0.0.1:9/v1", extra=extra))
+    assert (backend.client.organization, backend.client.project) == ("org-1", "proj-1")  # type: ignore[attr-defined]
+
+
 def test_openai_style_clients_keep_the_sdk_defaults_without_settings():
     backend = create_backend("openai", ClientConfig(api_key="k", base_url="http://127.0.0.1:9/v1"))
     assert backend.client.max_retries == 2  # type: ignore[attr-defined]

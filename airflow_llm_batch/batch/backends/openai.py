@@ -113,16 +113,8 @@ class OpenAIBackend(BatchBackend):
 
     def _client_kwargs(self) -> dict[str, Any]:
         extra = self.config.extra
-        kwargs: dict[str, Any] = {
-            "api_key": self.config.api_key,
-            "base_url": self.config.base_url or None,
-            "organization": extra.get("organization") or None,
-            "project": extra.get("project") or None,
-            "max_retries": int(extra.get("max_retries", 2)),
-        }
-        if extra.get("timeout") is not None:
-            kwargs["timeout"] = float(extra["timeout"])
-        return kwargs
+        organization = {"organization": extra.get("organization") or None, "project": extra.get("project") or None}
+        return {**self.config.client_kwargs(), **organization}
 
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
