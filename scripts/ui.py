@@ -150,18 +150,7 @@ class UiStack:
         self.home.mkdir(parents=True, exist_ok=True)
         if not port_is_free(self.api_port):
             raise RuntimeError(f"port {self.api_port} is in use; set UI_PORT to another port")
-        airflow = str(Path(sys.executable).parent / "airflow")
-        with self.log_path.open("ab") as log:
-            # A session of its own, so that stop() can end standalone and every component it started.
-            self.process = subprocess.Popen(
-                [airflow, "standalone"],
-                env=self.environment(),
-                cwd=str(self.home),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.process = launch(["standalone"], self.environment(), self.home, self.log_path)
         self._wait_until_ready(timeout)
         return self
 
@@ -186,15 +175,9 @@ class UiStack:
     def stop(self) -> None:
         """Stop standalone and its components (their process group), then the emulator."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
         if process is not None:
-            _wait_for_group_to_end(process.pid)
+            signal_group(process.pid, signal.SIGTERM)
+            end_group(process)
         self.emulator.stop()
 
     def token(self) -> str:
@@ -265,17 +248,51 @@ def _print_ready(stack: UiStack) -> None:
     print("the cost summary. See docs/ui.md. Ctrl-C stops everything.")
 
 
-def _wait_for_group_to_end(group: int, timeout: float = 20.0) -> None:
-    """Standalone exits before its components (API server, scheduler, ...): wait for them too."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+def launch(args: list[str], env: Mapping[str, str], cwd: Path, log_path: Path) -> subprocess.Popen[bytes]:
+    """``airflow <args>`` in a session (process group) of its own, so that everything it starts can
+    be signalled at once; its output is appended to ``log_path``."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            [str(Path(sys.executable).parent / "airflow"), *args],
+            env=dict(env),
+            cwd=str(cwd),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # every process of the group has ended already
+        os.killpg(pgid, signum)
+
+
+def live_processes_in_group(pgid: int) -> list[int]:
+    """Processes of a process group that are not zombies (a container's init may never reap them)."""
+    live = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return
+            # The command name (field 2) is in parentheses and may hold spaces: split after it.
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError):
+            continue
+        if int(group) == pgid and state != "Z":
+            live.append(int(stat.parent.name))
+    return live
+
+
+def end_group(process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """After SIGTERM: wait for the group's leader and the rest of its group (standalone exits
+    before its API server and scheduler), then SIGKILL whatever is left."""
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while live_processes_in_group(process.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(group, signal.SIGKILL)
+    if live_processes_in_group(process.pid):
+        signal_group(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,13 @@ SMALL_BATCH = 80
 GCP_PROJECT = "test-project"
 
 
+def bigquery_client(emulator: Any) -> Any:
+    """A real ``google.cloud.bigquery.Client`` on the emulator's BigQuery, as the tests' own view."""
+    from airflow_llm_batch.io.bigquery import GoogleSettings
+
+    return GoogleSettings(project=GCP_PROJECT, bigquery_endpoint=emulator.bigquery_url, token="t").bigquery_client()
+
+
 class DagRunner:
     """Runs DAGs in the session's sandbox; each run gets its own logical date (its own run id)."""
 

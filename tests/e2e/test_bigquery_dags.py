@@ -6,15 +6,9 @@ from __future__ import annotations
 import pytest
 from google.cloud import bigquery
 
-from airflow_llm_batch.io.bigquery import GoogleSettings
-from tests.e2e.conftest import GCP_PROJECT
+from tests.e2e.conftest import GCP_PROJECT, bigquery_client
 
 pytestmark = pytest.mark.e2e
-
-
-def client(emulator) -> bigquery.Client:
-    settings = GoogleSettings(project=GCP_PROJECT, bigquery_endpoint=emulator.bigquery_url, token="t")
-    return settings.bigquery_client()
 
 
 def seed(bq: bigquery.Client, table: str, schema: list[bigquery.SchemaField], rows: list[dict]) -> None:
@@ -56,7 +50,7 @@ def labels(bq: bigquery.Client, table: str) -> list[dict]:
 def test_query_in_labels_table_out_and_a_rerun_replaces_the_runs_rows(dag_runner, sandbox):
     emulator = dag_runner.emulator
     emulator.update_scenario(completion_seconds=1.0)
-    bq = client(emulator)
+    bq = bigquery_client(emulator)
     day = next(dag_runner._dates)  # this run's own logical date: the tickets are seeded for it
     ids = seed_tickets(bq, day)
     env = {"LLM_BATCH_BQ_TRIAGE_CONN_ID": "llm_batch_gemini", "LLM_BATCH_BQ_TRIAGE_MODEL": "gemini-2.5-flash"}
@@ -81,7 +75,7 @@ def test_query_in_labels_table_out_and_a_rerun_replaces_the_runs_rows(dag_runner
 def test_vertex_reads_and_writes_bigquery_one_row_per_document(dag_runner):
     emulator = dag_runner.emulator
     emulator.update_scenario(completion_seconds=1.0, item_errors={"server_error": 0.1})
-    bq = client(emulator)
+    bq = bigquery_client(emulator)
     bq.create_dataset("content")
     bq.create_dataset("llm_batch")
     schema = [bigquery.SchemaField(name, "STRING") for name in ("doc_id", "title", "text", "author")]

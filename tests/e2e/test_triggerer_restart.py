@@ -87,16 +87,8 @@ class ComponentStack(ui_script.UiStack):
 
     def start_component(self, name: str) -> None:
         self._starts += 1
-        with (self.log_path / f"{self._starts:02d}-{name}.log").open("ab") as log:
-            self.components[name] = subprocess.Popen(
-                [self._airflow, name],
-                env=self.environment(),
-                cwd=str(self.home),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        log = self.log_path / f"{self._starts:02d}-{name}.log"
+        self.components[name] = ui_script.launch([name], self.environment(), self.home, log)
 
     def kill_component(self, name: str) -> None:
         """SIGKILL the component's whole process group (its subprocesses too), as a crash would."""
@@ -104,7 +96,7 @@ class ComponentStack(ui_script.UiStack):
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
         deadline = time.monotonic() + 30
-        while _live_processes_in_group(process.pid):
+        while ui_script.live_processes_in_group(process.pid):
             assert time.monotonic() < deadline, f"processes of the killed {name} survive"
             time.sleep(0.2)
 
@@ -117,13 +109,9 @@ class ComponentStack(ui_script.UiStack):
         """Stop every component (each process group: workers and trigger runners too), then the emulator."""
         components, self.components = self.components, {}
         for process in components.values():
-            _signal_group(process.pid, signal.SIGTERM)
+            ui_script.signal_group(process.pid, signal.SIGTERM)
         for process in components.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=30)
-            if _live_processes_in_group(process.pid):
-                _signal_group(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            ui_script.end_group(process)
         self.emulator.stop()
 
 
@@ -134,25 +122,6 @@ def _free_ports(count: int) -> list[int]:
         for sock in sockets:
             sock.bind(("127.0.0.1", 0))
         return [int(sock.getsockname()[1]) for sock in sockets]
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):  # every process of the group has ended already
-        os.killpg(pgid, signum)
-
-
-def _live_processes_in_group(pgid: int) -> list[int]:
-    """Processes of a process group that are not zombies (a container's init may never reap them)."""
-    live = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            # The command name (field 2) is in parentheses and may hold spaces: split after it.
-            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, IndexError):
-            continue
-        if int(group) == pgid and state != "Z":
-            live.append(int(stat.parent.name))
-    return live
 
 
 @pytest.fixture(scope="module")

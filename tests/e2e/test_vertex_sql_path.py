@@ -12,19 +12,14 @@ import types
 import pytest
 from google.cloud import bigquery
 
-from airflow_llm_batch.io.bigquery import GoogleSettings
-from tests.e2e.conftest import GCP_PROJECT
+from tests.e2e.conftest import GCP_PROJECT, bigquery_client
 
 pytestmark = pytest.mark.e2e
 
 
-def client(emulator) -> bigquery.Client:
-    return GoogleSettings(project=GCP_PROJECT, bigquery_endpoint=emulator.bigquery_url, token="t").bigquery_client()
-
-
 def seed_tickets(emulator, day: str) -> set[str]:
     """Tickets of the run's day, with quotes, backslashes, newlines and unicode, and one of another day."""
-    bq = client(emulator)
+    bq = bigquery_client(emulator)
     bq.create_dataset("support_sql", exists_ok=True)
     bq.create_dataset("llm_batch", exists_ok=True)
     schema = [
@@ -87,7 +82,7 @@ def test_query_in_labels_table_out_and_no_source_row_through_the_worker(dag_runn
     assert len(source_jobs) == 1 and source_jobs[0].startswith("CREATE OR REPLACE TABLE")
     assert len(vertex_creates(emulator)) == 1
 
-    bq = client(emulator)
+    bq = bigquery_client(emulator)
     rows = [dict(r) for r in bq.query(f"SELECT * FROM `{GCP_PROJECT}.support_sql.ticket_labels`").result()]
     assert sorted(r["id"] for r in rows) == sorted(ids)  # one row per source id, the other day left out
     assert {r["provider"] for r in rows} == {"vertex"}
@@ -112,7 +107,7 @@ def test_requests_in_sql_false_keeps_the_worker_path_with_the_same_rows(dag_runn
     job_dir = dag_runner.job_dir("e2e_vertex_sql_in_worker", day)
     assert (job_dir / "requests" / "chunk-00000.jsonl").exists()
     assert not (job_dir / "requests" / "tables.json").exists()
-    bq = client(emulator)
+    bq = bigquery_client(emulator)
     query = (
         f"SELECT id, status FROM `{GCP_PROJECT}.support_sql.ticket_labels` WHERE dag_id = 'e2e_vertex_sql_in_worker'"
     )
