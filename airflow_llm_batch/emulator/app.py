@@ -38,7 +38,7 @@ def create_app(state: EmulatorState, providers: Sequence[ProviderSpec] = PROVIDE
     """An app serving ``providers`` from ``state``; the state's backends are created on first use."""
     routes: list[BaseRoute] = list(control_routes(state))
     for spec in providers:
-        backend = state.attach_backend(spec.name, spec.create_backend)
-        routes.append(Mount(spec.prefix, routes=[*spec.routes(backend), spec.not_found_route()]))
+        service = state.attach_service(spec.name, spec.create_service)
+        routes.append(Mount(spec.prefix, routes=[*spec.routes(service), spec.not_found_route()]))
     middleware = [Middleware(ProviderGate, state=state, providers=providers)]
     return Starlette(routes=routes, middleware=middleware)

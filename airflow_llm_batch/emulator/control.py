@@ -18,7 +18,7 @@ def control_routes(state: EmulatorState) -> list[BaseRoute]:
     """The ``/_emulator`` routes bound to one state."""
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "providers": sorted(state.backends)})
+        return JSONResponse({"status": "ok", "providers": sorted(state.services)})
 
     async def reset(request: Request) -> Response:
         state.reset()

@@ -6,7 +6,7 @@ triggerer restart re-attached instead of creating a second batch for the same ch
 ``custom_id`` was paid for twice under one job key.
 
 The job key travels in the provider's tags (OpenAI ``metadata``, Gemini ``display_name``, Vertex
-``labels``). The ledger does not know the backend's key names: any tag whose name ends in
+``labels``). The ledger does not know the service's key names: any tag whose name ends in
 ``job_key`` is taken as the job key, and two batches count as duplicates when they carry a job key
 and identical tags (so chunks of one job, which differ in a chunk tag, are not duplicates).
 """

@@ -1,7 +1,7 @@
 """Everything one running emulator remembers, shared by the HTTP app and the in-process handle.
 
 `EmulatorState` holds the scenario, the ledger, the request log, the fault counters, the clock and
-one backend (state machine) per provider. The uvicorn thread and the test thread both touch it, so
+one service (state machine) per provider. The uvicorn thread and the test thread both touch it, so
 every read or change goes through ``state.lock``; provider modules take the lock around each call
 into their models.
 """
@@ -22,7 +22,7 @@ from airflow_llm_batch.emulator.scenario import FaultCounters, Scenario
 REQUEST_LOG_LIMIT = 100_000
 
 
-class ProviderBackend(Protocol):
+class ProviderService(Protocol):
     """What the state needs from a provider's models: forget everything, and catch up with time."""
 
     def reset(self) -> None:
@@ -59,7 +59,7 @@ class EmulatorState:
         self.scenario = self.base_scenario
         self.ledger = Ledger()
         self.faults = FaultCounters()
-        self.backends: dict[str, ProviderBackend] = {}
+        self.services: dict[str, ProviderService] = {}
         self._requests: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_LIMIT)
         self._clock = clock
         self._offset = 0.0
@@ -89,15 +89,15 @@ class EmulatorState:
             self.ledger.clear()
             self._requests.clear()
             self._offset = 0.0
-            for backend in self.backends.values():
-                backend.reset()
+            for service in self.services.values():
+                service.reset()
 
-    def attach_backend(self, name: str, factory: Callable[[EmulatorState], ProviderBackend]) -> Any:
-        """The provider's backend, created on first use; an app built twice shares one backend."""
+    def attach_service(self, name: str, factory: Callable[[EmulatorState], ProviderService]) -> Any:
+        """The provider's service, created on first use; an app built twice shares one service."""
         with self.lock:
-            if name not in self.backends:
-                self.backends[name] = factory(self)
-            return self.backends[name]
+            if name not in self.services:
+                self.services[name] = factory(self)
+            return self.services[name]
 
     def log_request(self, record: RequestRecord) -> None:
         with self.lock:
@@ -111,6 +111,6 @@ class EmulatorState:
     def ledger_snapshot(self) -> dict[str, Any]:
         """The ledger after every batch has caught up with the clock."""
         with self.lock:
-            for backend in self.backends.values():
-                backend.settle()
+            for service in self.services.values():
+                service.settle()
             return self.ledger.to_dict()

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from airflow_llm_batch.emulator.state import EmulatorState, ProviderBackend, RequestRecord
+from airflow_llm_batch.emulator.state import EmulatorState, ProviderService, RequestRecord
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
@@ -29,16 +29,16 @@ ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 class ProviderSpec:
     """How one emulated provider plugs into the app.
 
-    :param name: short name used in the request log, the ledger and ``state.backends``.
+    :param name: short name used in the request log, the ledger and ``state.services``.
     :param prefix: URL prefix, e.g. ``/openai``; the SDK's base URL starts with it.
-    :param create_backend: builds the provider's state machine (its ``models.py``) from the state.
-    :param routes: builds the provider's routes for a backend, relative to the prefix.
+    :param create_service: builds the provider's state machine (its ``models.py``) from the state.
+    :param routes: builds the provider's routes for a service, relative to the prefix.
     :param error_body: the provider's error JSON for a status and a message (faults, 404s).
     """
 
     name: str
     prefix: str
-    create_backend: Callable[[EmulatorState], ProviderBackend]
+    create_service: Callable[[EmulatorState], ProviderService]
     routes: Callable[[Any], list[BaseRoute]]
     error_body: Callable[[int, str], dict[str, Any]]
 

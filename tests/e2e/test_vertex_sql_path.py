@@ -45,7 +45,7 @@ def seed_tickets(emulator, day: str) -> set[str]:
 
 
 def bigquery_of(emulator):
-    return emulator.state.backends["bigquery"]
+    return emulator.state.services["bigquery"]
 
 
 def source_reads(emulator) -> dict[str, int]:

@@ -96,7 +96,7 @@ def test_two_apps_can_share_one_state() -> None:
     state = EmulatorState(Scenario(seed=4))
     create_app(state)
     create_app(state)
-    assert list(state.backends) == [spec.name for spec in PROVIDERS]
+    assert list(state.services) == [spec.name for spec in PROVIDERS]
     state.set_scenario(Scenario(seed=1))
     state.reset()
     assert state.scenario.seed == 4

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from pydantic import BaseModel, Field
 
-from airflow_llm_batch.emulator import model
+from airflow_llm_batch.emulator import fake_llm
 
 
 class Address(BaseModel):
@@ -37,7 +37,7 @@ class Person(BaseModel):
 
 def test_structured_output_satisfies_a_pydantic_schema_with_defs_and_recursion() -> None:
     schema = Person.model_json_schema()
-    reply = model.chat("system", "Alice Smith is an editor in Paris", schema)
+    reply = fake_llm.chat("system", "Alice Smith is an editor in Paris", schema)
     value = json.loads(reply.text)
     jsonschema.validate(value, schema)
     Person.model_validate(value)
@@ -52,7 +52,7 @@ def test_strings_come_from_the_user_text_and_respect_max_length() -> None:
         "type": "object",
         "properties": {"title": {"type": "string", "maxLength": 10}, "body": {"type": "string"}},
     }
-    value = model.structured_value(schema, "Quarterly revenue grew by ten percent this year")
+    value = fake_llm.structured_value(schema, "Quarterly revenue grew by ten percent this year")
     assert value == {"title": "Quarterly", "body": "Quarterly revenue grew by ten"}
 
 
@@ -66,14 +66,14 @@ def test_strings_come_from_the_user_text_and_respect_max_length() -> None:
 )
 def test_enum_prefers_the_value_the_text_mentions_most(text: str, expected: str) -> None:
     schema = {"enum": ["billing", "technical", "account", "not_applicable"]}
-    assert model.structured_value(schema, text) == expected
+    assert fake_llm.structured_value(schema, text) == expected
 
 
 def test_enum_without_a_mention_is_still_deterministic() -> None:
     schema = {"type": "string", "enum": ["red", "green", "blue"]}
-    picks = {model.structured_value(schema, f"item number {i}") for i in range(30)}
+    picks = {fake_llm.structured_value(schema, f"item number {i}") for i in range(30)}
     assert picks == {"red", "green", "blue"}
-    assert model.structured_value(schema, "item number 3") == model.structured_value(schema, "item number 3")
+    assert fake_llm.structured_value(schema, "item number 3") == fake_llm.structured_value(schema, "item number 3")
 
 
 @pytest.mark.parametrize(
@@ -96,12 +96,12 @@ def test_enum_without_a_mention_is_still_deterministic() -> None:
 )
 def test_scalar_and_combinator_schemas_are_satisfied(schema: dict) -> None:
     for text in ("one", "some other words", ""):
-        jsonschema.validate(model.structured_value(schema, text), schema)
+        jsonschema.validate(fake_llm.structured_value(schema, text), schema)
 
 
 def test_summary_and_token_counts_without_a_schema() -> None:
     text = " ".join(f"w{i}" for i in range(30))
-    reply = model.chat("Be brief.", text)
+    reply = fake_llm.chat("Be brief.", text)
     assert reply.text == "Summary: " + " ".join(f"w{i}" for i in range(12))
     assert reply.input_tokens == math.ceil((len("Be brief.") + len(text)) / 4)
     assert reply.output_tokens == math.ceil(len(reply.text) / 4)
@@ -109,7 +109,7 @@ def test_summary_and_token_counts_without_a_schema() -> None:
 
 
 def test_max_tokens_cuts_the_reply_with_finish_reason_length() -> None:
-    reply = model.chat(None, "a long text with many words to summarize here", max_tokens=2)
+    reply = fake_llm.chat(None, "a long text with many words to summarize here", max_tokens=2)
     assert reply.finish_reason == "length" and reply.output_tokens == 2 and len(reply.text) == 8
 
 
@@ -117,7 +117,7 @@ def test_broken_output_never_passes_the_schema() -> None:
     schema = Person.model_json_schema()
     variants = set()
     for i in range(20):
-        text = model.broken_output(schema, f"person {i}")
+        text = fake_llm.broken_output(schema, f"person {i}")
         try:
             value = json.loads(text)
         except ValueError:
@@ -128,18 +128,18 @@ def test_broken_output_never_passes_the_schema() -> None:
             jsonschema.validate(value, schema)
     assert variants == {"truncated", "missing field"}
     with pytest.raises(ValueError):
-        json.loads(model.broken_output({"type": "integer", "minimum": 10, "maximum": 99}, "x"))
+        json.loads(fake_llm.broken_output({"type": "integer", "minimum": 10, "maximum": 99}, "x"))
 
 
 def test_embeddings_are_unit_length_deterministic_and_word_based() -> None:
-    first = model.embed("the cat sat on the mat")
-    assert len(first) == model.DEFAULT_DIMENSIONS
+    first = fake_llm.embed("the cat sat on the mat")
+    assert len(first) == fake_llm.DEFAULT_DIMENSIONS
     assert math.sqrt(sum(x * x for x in first)) == pytest.approx(1.0, abs=1e-12)
-    assert first == model.embed("the cat sat on the mat")
-    assert len(model.embed("x", dimensions=8)) == 8 and model.embed("") != []
+    assert first == fake_llm.embed("the cat sat on the mat")
+    assert len(fake_llm.embed("x", dimensions=8)) == 8 and fake_llm.embed("") != []
 
     def cosine(a: list[float], b: list[float]) -> float:
         return sum(x * y for x, y in zip(a, b, strict=True))
 
-    near, far = model.embed("the cat sat on a mat"), model.embed("quarterly revenue report")
+    near, far = fake_llm.embed("the cat sat on a mat"), fake_llm.embed("quarterly revenue report")
     assert cosine(first, near) > cosine(first, far)

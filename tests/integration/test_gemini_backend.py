@@ -60,7 +60,7 @@ _wait = wait_for
 
 def _sent_requests(emu, batch_id):
     """What the emulator received for a batch, in request order (read from its in-process state)."""
-    batch = emu.state.backends["gemini"].batches[batch_id.removeprefix("batches/")]
+    batch = emu.state.services["gemini"].batches[batch_id.removeprefix("batches/")]
     return [(item.key, item.request) for item in batch.items]
 
 

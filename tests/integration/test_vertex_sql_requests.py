@@ -102,7 +102,7 @@ def table_requests(backend, table):
 
 
 def bigquery_of(emulator):
-    return emulator.state.backends["bigquery"]
+    return emulator.state.services["bigquery"]
 
 
 def tables_in(emulator, dataset):

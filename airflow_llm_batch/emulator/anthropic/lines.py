@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from airflow_llm_batch.emulator import model
+from airflow_llm_batch.emulator import fake_llm
 from airflow_llm_batch.emulator.openai.lines import short_id
 
 # Error kind of the package's taxonomy -> (Anthropic error type, message). ``server_error`` picks
@@ -88,13 +88,13 @@ def succeeded_line(
 def answer(
     batch_id: str, custom_id: str, params: dict[str, Any], invalid_output: bool, refused: bool
 ) -> dict[str, Any]:
-    """The Message the emulator's model gives: native structured output, forced tool use, or text."""
+    """The Message the emulator's fake LLM gives: native structured output, forced tool use, or text."""
     system, user = chat_texts(params)
     max_tokens = params.get("max_tokens")
     tool = forced_tool(params)
     schema = tool[1] if tool else output_schema(params)
-    reply = model.chat(system, user, schema, max_tokens if isinstance(max_tokens, int) else None)
-    text = model.broken_output(schema, user) if invalid_output and schema is not None else reply.text
+    reply = fake_llm.chat(system, user, schema, max_tokens if isinstance(max_tokens, int) else None)
+    text = fake_llm.broken_output(schema, user) if invalid_output and schema is not None else reply.text
     stop_reason = "max_tokens" if reply.finish_reason == "length" else "end_turn"
     content: list[dict[str, Any]] = [{"type": "text", "text": text}]
     stop_details = None
@@ -104,7 +104,7 @@ def answer(
     elif tool is not None:
         content = [_tool_use_block(batch_id, custom_id, tool[0], text)]
         stop_reason = "tool_use" if stop_reason == "end_turn" else stop_reason
-    output_tokens = 0 if refused else model.count_tokens(text)
+    output_tokens = 0 if refused else fake_llm.count_tokens(text)
     return {
         "id": f"msg_{short_id('msg', batch_id, custom_id)}",
         "type": "message",

@@ -134,7 +134,7 @@ class Batch:
         }
 
 
-class AnthropicBackend:
+class AnthropicService:
     """The batches of the emulated Anthropic workspace. Callers hold ``state.lock``."""
 
     def __init__(self, state: EmulatorState) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_llm_batch.emulator.anthropic.models import AnthropicBackend
+from airflow_llm_batch.emulator.anthropic.models import AnthropicService
 from airflow_llm_batch.emulator.anthropic.validation import AnthropicError
 from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, bearer_token, read_json, result_download
 
@@ -36,7 +36,7 @@ def anthropic_endpoint(handler: Handler) -> Handler:
     async def wrapper(self: AnthropicResponses, request: Request) -> Response:
         try:
             key = request.headers.get("x-api-key") or bearer_token(request)
-            problem = api_key_problem(self.backend.state, key)
+            problem = api_key_problem(self.service.state, key)
             if problem is not None:
                 raise AnthropicError(401, _MISSING_KEY if problem == "missing" else _WRONG_KEY)
             return await handler(self, request)
@@ -54,11 +54,11 @@ def results_base(request: Request) -> str:
 
 
 class AnthropicResponses:
-    """The handlers, bound to one backend."""
+    """The handlers, bound to one service."""
 
-    def __init__(self, backend: AnthropicBackend) -> None:
-        self.backend = backend
-        self.lock = backend.state.lock
+    def __init__(self, service: AnthropicService) -> None:
+        self.service = service
+        self.lock = service.state.lock
 
     @anthropic_endpoint
     async def create_batch(self, request: Request) -> Response:
@@ -68,13 +68,13 @@ class AnthropicResponses:
         except ValueError as error:
             raise BadJsonBody(f"the request body is not valid JSON: {error}") from error
         with self.lock:
-            batch = self.backend.create_batch(body, len(raw), results_base(request))
+            batch = self.service.create_batch(body, len(raw), results_base(request))
         return JSONResponse(batch)
 
     @anthropic_endpoint
     async def retrieve_batch(self, request: Request) -> Response:
         with self.lock:
-            batch = self.backend.retrieve_batch(request.path_params["batch_id"], results_base(request))
+            batch = self.service.retrieve_batch(request.path_params["batch_id"], results_base(request))
         return JSONResponse(batch)
 
     @anthropic_endpoint
@@ -82,7 +82,7 @@ class AnthropicResponses:
         params = request.query_params
         limit = _limit(params.get("limit"))
         with self.lock:
-            page = self.backend.list_batches(
+            page = self.service.list_batches(
                 params.get("after_id"), params.get("before_id"), limit, results_base(request)
             )
         return JSONResponse(page)
@@ -91,21 +91,21 @@ class AnthropicResponses:
     async def cancel_batch(self, request: Request) -> Response:
         await read_json(request)  # the SDK sends Content-Type: application/json with an empty body
         with self.lock:
-            batch = self.backend.cancel_batch(request.path_params["batch_id"], results_base(request))
+            batch = self.service.cancel_batch(request.path_params["batch_id"], results_base(request))
         return JSONResponse(batch)
 
     @anthropic_endpoint
     async def delete_batch(self, request: Request) -> Response:
         with self.lock:
-            deleted = self.backend.delete_batch(request.path_params["batch_id"])
+            deleted = self.service.delete_batch(request.path_params["batch_id"])
         return JSONResponse(deleted)
 
     @anthropic_endpoint
     async def batch_results(self, request: Request) -> Response:
         with self.lock:
-            content = self.backend.results(request.path_params["batch_id"])
+            content = self.service.results(request.path_params["batch_id"])
         # The SDK asks for application/binary and accepts any content type back.
-        return await result_download(self.backend.state, content, "application/x-jsonl")
+        return await result_download(self.service.state, content, "application/x-jsonl")
 
 
 def _limit(raw: str | None) -> int:

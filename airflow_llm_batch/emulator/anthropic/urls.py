@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from airflow_llm_batch.emulator.anthropic.models import AnthropicBackend
+from airflow_llm_batch.emulator.anthropic.models import AnthropicService
 from airflow_llm_batch.emulator.anthropic.responses import AnthropicResponses
 from airflow_llm_batch.emulator.anthropic.validation import error_body
 from airflow_llm_batch.emulator.web import ProviderSpec
 
 
-def routes(backend: AnthropicBackend) -> list[BaseRoute]:
-    api = AnthropicResponses(backend)
+def routes(service: AnthropicService) -> list[BaseRoute]:
+    api = AnthropicResponses(service)
     return [
         Route("/v1/messages/batches", api.create_batch, methods=["POST"]),
         Route("/v1/messages/batches", api.list_batches, methods=["GET"]),
@@ -29,7 +29,7 @@ def routes(backend: AnthropicBackend) -> list[BaseRoute]:
 PROVIDER = ProviderSpec(
     name="anthropic",
     prefix="/anthropic",
-    create_backend=AnthropicBackend,
+    create_service=AnthropicService,
     routes=routes,
     error_body=error_body,
 )

@@ -77,7 +77,7 @@ class UploadSession:
     received: int = 0
 
 
-class BigQueryBackend:
+class BigQueryService:
     """The emulated BigQuery account. Callers hold ``state.lock``."""
 
     def __init__(self, state: EmulatorState) -> None:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from airflow_llm_batch.emulator.bigquery.engine import BigQueryError
-from airflow_llm_batch.emulator.bigquery.models import BigQueryBackend
+from airflow_llm_batch.emulator.bigquery.models import BigQueryService
 from airflow_llm_batch.emulator.web import BadJsonBody, read_json
 
 Handler = Callable[["BigQueryResponses", Request], Awaitable[Response]]
@@ -55,49 +55,49 @@ def bigquery_endpoint(handler: Handler) -> Handler:
 
 
 class BigQueryResponses:
-    """The handlers, bound to one backend."""
+    """The handlers, bound to one service."""
 
-    def __init__(self, backend: BigQueryBackend) -> None:
-        self.backend = backend
-        self.lock = backend.state.lock
+    def __init__(self, service: BigQueryService) -> None:
+        self.service = service
+        self.lock = service.state.lock
 
     # Datasets and tables -------------------------------------------------------------------
     @bigquery_endpoint
     async def create_dataset(self, request: Request) -> Response:
         body = await read_json(request)
         with self.lock:
-            return JSONResponse(self.backend.create_dataset(request.path_params["project"], body))
+            return JSONResponse(self.service.create_dataset(request.path_params["project"], body))
 
     @bigquery_endpoint
     async def get_dataset(self, request: Request) -> Response:
         params = request.path_params
         with self.lock:
-            return JSONResponse(self.backend.dataset_resource(params["project"], params["dataset"]))
+            return JSONResponse(self.service.dataset_resource(params["project"], params["dataset"]))
 
     @bigquery_endpoint
     async def create_table(self, request: Request) -> Response:
         body = await read_json(request)
         params = request.path_params
         with self.lock:
-            return JSONResponse(self.backend.create_table(params["project"], params["dataset"], body))
+            return JSONResponse(self.service.create_table(params["project"], params["dataset"], body))
 
     @bigquery_endpoint
     async def get_table(self, request: Request) -> Response:
         params = request.path_params
         with self.lock:
-            return JSONResponse(self.backend.table_resource(params["project"], params["dataset"], params["table"]))
+            return JSONResponse(self.service.table_resource(params["project"], params["dataset"], params["table"]))
 
     @bigquery_endpoint
     async def delete_table(self, request: Request) -> Response:
         with self.lock:
-            self.backend.delete_table(request.path_params["dataset"], request.path_params["table"])
+            self.service.delete_table(request.path_params["dataset"], request.path_params["table"])
         return Response(status_code=204)
 
     @bigquery_endpoint
     async def list_rows(self, request: Request) -> Response:
         params = request.path_params
         with self.lock:
-            page = self.backend.table_rows(params["dataset"], params["table"], request.query_params)
+            page = self.service.table_rows(params["dataset"], params["table"], request.query_params)
         return JSONResponse(page)
 
     # Jobs ----------------------------------------------------------------------------------
@@ -105,19 +105,19 @@ class BigQueryResponses:
     async def insert_job(self, request: Request) -> Response:
         body = await read_json(request)
         with self.lock:
-            return JSONResponse(self.backend.insert_job(request.path_params["project"], body))
+            return JSONResponse(self.service.insert_job(request.path_params["project"], body))
 
     @bigquery_endpoint
     async def get_job(self, request: Request) -> Response:
         params = request.path_params
         with self.lock:
-            return JSONResponse(self.backend.get_job(params["project"], params["job_id"]).to_api())
+            return JSONResponse(self.service.get_job(params["project"], params["job_id"]).to_api())
 
     @bigquery_endpoint
     async def query_results(self, request: Request) -> Response:
         params = request.path_params
         with self.lock:
-            return JSONResponse(self.backend.query_results(params["project"], params["job_id"], request.query_params))
+            return JSONResponse(self.service.query_results(params["project"], params["job_id"], request.query_params))
 
     @bigquery_endpoint
     async def query(self, request: Request) -> Response:
@@ -128,8 +128,8 @@ class BigQueryResponses:
         config = {key: body[key] for key in ("query", "useLegacySql", "queryParameters") if key in body}
         page = {"maxResults": str(body["maxResults"])} if body.get("maxResults") else {}
         with self.lock:
-            self.backend.insert_job(project, {"jobReference": {"jobId": job_id}, "configuration": {"query": config}})
-            answer = self.backend.query_results(project, job_id, {**page, "formatOptions.useInt64Timestamp": "true"})
+            self.service.insert_job(project, {"jobReference": {"jobId": job_id}, "configuration": {"query": config}})
+            answer = self.service.query_results(project, job_id, {**page, "formatOptions.useInt64Timestamp": "true"})
         return JSONResponse(answer)
 
     # Uploads (load jobs) -------------------------------------------------------------------
@@ -141,16 +141,16 @@ class BigQueryResponses:
         if upload_type == "multipart":
             job_body, data = parse_multipart(request.headers.get("content-type", ""), await request.body())
             with self.lock:
-                path = self.backend.spool_path()
+                path = self.service.spool_path()
                 path.write_bytes(data)
                 try:
-                    return JSONResponse(self.backend.insert_job(project, job_body, path))
+                    return JSONResponse(self.service.insert_job(project, job_body, path))
                 finally:
                     path.unlink(missing_ok=True)
         if upload_type == "resumable":
             job_body = await read_json(request)
             with self.lock:
-                session_id = self.backend.start_upload(project, job_body)
+                session_id = self.service.start_upload(project, job_body)
             location = request.url.replace(query=f"uploadType=resumable&upload_id={session_id}")
             return Response(b"", headers={"location": str(location)})
         raise BigQueryError(400, "invalid", f"uploadType {upload_type!r} is not emulated; use multipart or resumable.")
@@ -162,7 +162,7 @@ class BigQueryResponses:
         start, total = content_range(request.headers.get("content-range", ""))
         data = await request.body()
         with self.lock:
-            answer = self.backend.upload_chunk(session_id, start, data, total)
+            answer = self.service.upload_chunk(session_id, start, data, total)
         if isinstance(answer, int):
             headers = {"range": f"bytes=0-{answer - 1}"} if answer else {}
             return Response(b"", status_code=308, headers=headers)

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from airflow_llm_batch.emulator.bigquery.models import BigQueryBackend
+from airflow_llm_batch.emulator.bigquery.models import BigQueryService
 from airflow_llm_batch.emulator.bigquery.responses import BigQueryResponses, error_body
 from airflow_llm_batch.emulator.web import ProviderSpec
 
 API = "/bigquery/v2/projects/{project}"
 
 
-def routes(backend: BigQueryBackend) -> list[BaseRoute]:
-    api = BigQueryResponses(backend)
+def routes(service: BigQueryService) -> list[BaseRoute]:
+    api = BigQueryResponses(service)
     tables = API + "/datasets/{dataset}/tables"
     return [
         Route(API + "/datasets", api.create_dataset, methods=["POST"]),
@@ -39,7 +39,7 @@ def routes(backend: BigQueryBackend) -> list[BaseRoute]:
 PROVIDER = ProviderSpec(
     name="bigquery",
     prefix="/bigquery",
-    create_backend=BigQueryBackend,
+    create_service=BigQueryService,
     routes=routes,
     error_body=error_body,
 )

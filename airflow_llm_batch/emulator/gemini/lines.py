@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_llm_batch.emulator import model
+from airflow_llm_batch.emulator import fake_llm
 
 # Error kind of the package's taxonomy -> (HTTP code, canonical status, message). The messages
 # follow what the Gemini API says for each; ``context_length`` names the token count on purpose.
@@ -100,7 +100,7 @@ def response_schema(request: dict[str, Any]) -> dict[str, Any] | None:
     """The JSON schema the request asks the output to follow, if any.
 
     ``responseJsonSchema`` is plain JSON Schema; ``responseSchema`` is Gemini's OpenAPI subset
-    with upper-case type names, lowered here so the emulator's model can fill it.
+    with upper-case type names, lowered here so the emulator's fake LLM can fill it.
     """
     config = field(request, "generationConfig") or {}
     schema = field(config, "responseJsonSchema")
@@ -134,13 +134,13 @@ def generate_answer(
 
 
 def content_response(request: dict[str, Any], key: str, model_name: str, invalid_output: bool) -> dict[str, Any]:
-    """A ``GenerateContentResponse`` answering the request with the emulator's model."""
+    """A ``GenerateContentResponse`` answering the request with the emulator's fake LLM."""
     system, user = chat_texts(request)
     schema = response_schema(request)
     max_tokens = field(field(request, "generationConfig") or {}, "maxOutputTokens")
-    reply = model.chat(system, user, schema, max_tokens if isinstance(max_tokens, int) else None)
-    text = model.broken_output(schema, user) if invalid_output and schema is not None else reply.text
-    output_tokens = model.count_tokens(text)
+    reply = fake_llm.chat(system, user, schema, max_tokens if isinstance(max_tokens, int) else None)
+    text = fake_llm.broken_output(schema, user) if invalid_output and schema is not None else reply.text
+    output_tokens = fake_llm.count_tokens(text)
     return {
         "candidates": [
             {
@@ -162,7 +162,7 @@ def blocked_response(request: dict[str, Any], key: str, model_name: str) -> dict
     blocked answer as a candidate with ``finishReason: SAFETY`` and no content.
     """
     system, user = chat_texts(request)
-    prompt_tokens = model.count_tokens((system or "") + user)
+    prompt_tokens = fake_llm.count_tokens((system or "") + user)
     rating = {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH", "blocked": True}
     base = {"modelVersion": model_name, "responseId": short_id("response", key, user)}
     if int(short_id("block", key), 16) % 2:
@@ -184,8 +184,8 @@ def embed_answer(request: dict[str, Any], error_kind: str | None) -> Answer:
         return Answer(error_entry(error_kind), billed=False, failed=True)
     text = content_text(field(request, "content"))
     requested = field(request, "outputDimensionality")
-    dimensions = requested if isinstance(requested, int) and requested > 0 else model.DEFAULT_DIMENSIONS
-    return Answer({"response": {"embedding": {"values": model.embed(text, dimensions)}}}, billed=True, failed=False)
+    dimensions = requested if isinstance(requested, int) and requested > 0 else fake_llm.DEFAULT_DIMENSIONS
+    return Answer({"response": {"embedding": {"values": fake_llm.embed(text, dimensions)}}}, billed=True, failed=False)
 
 
 def usage(prompt_tokens: int, output_tokens: int) -> dict[str, int]:

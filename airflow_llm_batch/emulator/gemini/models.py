@@ -152,7 +152,7 @@ class Batch:
         return operation
 
 
-class GeminiBackend:
+class GeminiService:
     """Batches and files of the emulated Gemini account. Callers hold ``state.lock``."""
 
     def __init__(self, state: EmulatorState) -> None:

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 
 from airflow_llm_batch.emulator.gemini.files import GeminiError
 from airflow_llm_batch.emulator.gemini.lines import field, status_of
-from airflow_llm_batch.emulator.gemini.models import GeminiBackend
+from airflow_llm_batch.emulator.gemini.models import GeminiService
 from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, read_json, result_download
 
 Handler = Callable[["GeminiResponses", Request], Awaitable[Response]]
@@ -46,9 +46,9 @@ def error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": status, "message": message, "status": status_of(status)}}
 
 
-def check_key(backend: GeminiBackend, request: Request) -> None:
+def check_key(service: GeminiService, request: Request) -> None:
     key = request.headers.get("x-goog-api-key") or request.query_params.get("key")
-    problem = api_key_problem(backend.state, key)
+    problem = api_key_problem(service.state, key)
     if problem == "missing":
         raise GeminiError(403, _MISSING_KEY)
     if problem == "wrong":
@@ -63,7 +63,7 @@ def gemini_endpoint(*, authenticated: bool = True) -> Callable[[Handler], Handle
         async def wrapper(self: GeminiResponses, request: Request) -> Response:
             try:
                 if authenticated:
-                    check_key(self.backend, request)
+                    check_key(self.service, request)
                 return await handler(self, request)
             except GeminiError as error:
                 return JSONResponse(error.body(), status_code=error.code)
@@ -76,11 +76,11 @@ def gemini_endpoint(*, authenticated: bool = True) -> Callable[[Handler], Handle
 
 
 class GeminiResponses:
-    """The handlers, bound to one backend."""
+    """The handlers, bound to one service."""
 
-    def __init__(self, backend: GeminiBackend) -> None:
-        self.backend = backend
-        self.lock = backend.state.lock
+    def __init__(self, service: GeminiService) -> None:
+        self.service = service
+        self.lock = service.state.lock
 
     # Batches -------------------------------------------------------------------------------
 
@@ -96,33 +96,33 @@ class GeminiResponses:
         raw = await request.body()
         body = await read_json(request)
         with self.lock:
-            operation = self.backend.create_batch(kind, request.path_params["model"], body, len(raw))
+            operation = self.service.create_batch(kind, request.path_params["model"], body, len(raw))
         return JSONResponse(operation)
 
     @gemini_endpoint()
     async def get_batch(self, request: Request) -> Response:
         with self.lock:
-            operation = self.backend.get_batch(request.path_params["batch_id"])
+            operation = self.service.get_batch(request.path_params["batch_id"])
         return JSONResponse(operation)
 
     @gemini_endpoint()
     async def list_batches(self, request: Request) -> Response:
         size = page_size(request)
         with self.lock:
-            listed = self.backend.list_batches(size, request.query_params.get("pageToken"))
+            listed = self.service.list_batches(size, request.query_params.get("pageToken"))
         return JSONResponse(listed)
 
     @gemini_endpoint()
     async def cancel_batch(self, request: Request) -> Response:
         await read_json(request)  # the SDK posts an empty body with Content-Type: application/json
         with self.lock:
-            answer = self.backend.cancel_batch(request.path_params["batch_id"])
+            answer = self.service.cancel_batch(request.path_params["batch_id"])
         return JSONResponse(answer)
 
     @gemini_endpoint()
     async def delete_batch(self, request: Request) -> Response:
         with self.lock:
-            answer = self.backend.delete_batch(request.path_params["batch_id"])
+            answer = self.service.delete_batch(request.path_params["batch_id"])
         return JSONResponse(answer)
 
     # Files ---------------------------------------------------------------------------------
@@ -136,7 +136,7 @@ class GeminiResponses:
         """
         session_id = request.query_params.get("upload_id")
         if session_id is None:
-            check_key(self.backend, request)
+            check_key(self.service, request)
             return await self._start_upload(request)
         command = request.headers.get("x-goog-upload-command", "")
         steps = {step.strip() for step in command.split(",")}
@@ -145,7 +145,7 @@ class GeminiResponses:
         offset = _int_header(request, "x-goog-upload-offset", 0)
         data = await request.body()
         with self.lock:
-            stored = self.backend.files.upload_chunk(session_id, offset, data, "finalize" in steps)
+            stored = self.service.files.upload_chunk(session_id, offset, data, "finalize" in steps)
         if stored is None:
             return Response(b"", headers={"x-goog-upload-status": "active"})
         return JSONResponse({"file": stored.to_api()}, headers={"x-goog-upload-status": "final"})
@@ -160,7 +160,7 @@ class GeminiResponses:
         size = _int_header(request, "x-goog-upload-header-content-length", None)
         mime_type = request.headers.get("x-goog-upload-header-content-type") or field(resource, "mimeType")
         with self.lock:
-            session_id = self.backend.files.start_upload(field(resource, "displayName"), mime_type, size)
+            session_id = self.service.files.start_upload(field(resource, "displayName"), mime_type, size)
         # Absolute, on this host and prefix: the SDK posts the chunks to it as given.
         upload_url = request.url.replace(query=f"upload_id={session_id}&upload_protocol=resumable")
         headers = {"x-goog-upload-url": str(upload_url), "x-goog-upload-status": "active"}
@@ -169,27 +169,27 @@ class GeminiResponses:
     @gemini_endpoint()
     async def get_file(self, request: Request) -> Response:
         with self.lock:
-            resource = self.backend.files.get(request.path_params["file_id"]).to_api()
+            resource = self.service.files.get(request.path_params["file_id"]).to_api()
         return JSONResponse(resource)
 
     @gemini_endpoint()
     async def list_files(self, request: Request) -> Response:
         size = page_size(request)
         with self.lock:
-            listed = self.backend.files.list(size, request.query_params.get("pageToken"))
+            listed = self.service.files.list(size, request.query_params.get("pageToken"))
         return JSONResponse(listed)
 
     @gemini_endpoint()
     async def delete_file(self, request: Request) -> Response:
         with self.lock:
-            self.backend.files.delete(request.path_params["file_id"])
+            self.service.files.delete(request.path_params["file_id"])
         return JSONResponse({})
 
     @gemini_endpoint()
     async def download_file(self, request: Request) -> Response:
         with self.lock:
-            content = self.backend.files.downloadable(request.path_params["file_id"])
-        return await result_download(self.backend.state, content, "application/octet-stream")
+            content = self.service.files.downloadable(request.path_params["file_id"])
+        return await result_download(self.service.state, content, "application/octet-stream")
 
 
 def page_size(request: Request) -> int:

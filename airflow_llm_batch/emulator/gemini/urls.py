@@ -12,15 +12,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from airflow_llm_batch.emulator.gemini.models import GeminiBackend
+from airflow_llm_batch.emulator.gemini.models import GeminiService
 from airflow_llm_batch.emulator.gemini.responses import GeminiResponses, error_body
 from airflow_llm_batch.emulator.web import ProviderSpec
 
 API_VERSIONS = ("v1", "v1beta")
 
 
-def routes(backend: GeminiBackend) -> list[BaseRoute]:
-    api = GeminiResponses(backend)
+def routes(service: GeminiService) -> list[BaseRoute]:
+    api = GeminiResponses(service)
     served: list[BaseRoute] = []
     for version in API_VERSIONS:
         served += [
@@ -46,7 +46,7 @@ def routes(backend: GeminiBackend) -> list[BaseRoute]:
 PROVIDER = ProviderSpec(
     name="gemini",
     prefix="/gemini",
-    create_backend=GeminiBackend,
+    create_service=GeminiService,
     routes=routes,
     error_body=error_body,
 )

@@ -16,7 +16,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_llm_batch.emulator import model
+from airflow_llm_batch.emulator import fake_llm
 
 # Error kind of the package's taxonomy -> (HTTP status, OpenAI error type, code, param, message).
 ITEM_ERRORS: dict[str, tuple[int, str, str, str | None, str]] = {
@@ -168,13 +168,13 @@ def response_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 def chat_completion_body(
     batch_id: str, custom_id: str, body: dict[str, Any], invalid_output: bool, created: int
 ) -> tuple[dict[str, Any], Usage]:
-    """A ``chat.completion`` object answering the request with the emulator's model."""
+    """A ``chat.completion`` object answering the request with the emulator's fake LLM."""
     system, user = chat_texts(body)
     schema = response_schema(body)
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-    reply = model.chat(system, user, schema, max_tokens if isinstance(max_tokens, int) else None)
-    text = model.broken_output(schema, user) if invalid_output and schema is not None else reply.text
-    output_tokens = model.count_tokens(text)
+    reply = fake_llm.chat(system, user, schema, max_tokens if isinstance(max_tokens, int) else None)
+    text = fake_llm.broken_output(schema, user) if invalid_output and schema is not None else reply.text
+    output_tokens = fake_llm.count_tokens(text)
     completion: dict[str, Any] = {
         "id": f"chatcmpl-{short_id('chat', batch_id, custom_id)}",
         "object": "chat.completion",
@@ -203,14 +203,14 @@ def embedding_body(body: dict[str, Any]) -> tuple[dict[str, Any], Usage]:
     """An embeddings ``list`` object: one unit vector per input, of the requested ``dimensions``."""
     texts = embedding_inputs(body)
     requested = body.get("dimensions")
-    dimensions = requested if isinstance(requested, int) and requested > 0 else model.DEFAULT_DIMENSIONS
+    dimensions = requested if isinstance(requested, int) and requested > 0 else fake_llm.DEFAULT_DIMENSIONS
     as_base64 = body.get("encoding_format") == "base64"
     data = []
     for index, text in enumerate(texts):
-        vector = model.embed(text, dimensions)
+        vector = fake_llm.embed(text, dimensions)
         encoded: Any = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode() if as_base64 else vector
         data.append({"object": "embedding", "index": index, "embedding": encoded})
-    tokens = sum(model.count_tokens(text) for text in texts)
+    tokens = sum(fake_llm.count_tokens(text) for text in texts)
     response = {
         "object": "list",
         "data": data,

@@ -196,7 +196,7 @@ class Batch:
         }
 
 
-class OpenAIBackend:
+class OpenAIService:
     """Files and batches of the emulated OpenAI account. Callers hold ``state.lock``."""
 
     def __init__(self, state: EmulatorState) -> None:

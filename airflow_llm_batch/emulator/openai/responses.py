@@ -16,7 +16,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from airflow_llm_batch.emulator.openai.models import OpenAIBackend
+from airflow_llm_batch.emulator.openai.models import OpenAIService
 from airflow_llm_batch.emulator.openai.validation import OpenAIError
 from airflow_llm_batch.emulator.web import BadJsonBody, api_key_problem, bearer_token, read_json, result_download
 
@@ -48,7 +48,7 @@ def openai_endpoint(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(self: OpenAIResponses, request: Request) -> Response:
         try:
-            problem = api_key_problem(self.backend.state, bearer_token(request))
+            problem = api_key_problem(self.service.state, bearer_token(request))
             if problem == "missing":
                 raise OpenAIError(401, _MISSING_KEY)
             if problem == "wrong":
@@ -63,11 +63,11 @@ def openai_endpoint(handler: Handler) -> Handler:
 
 
 class OpenAIResponses:
-    """The handlers, bound to one backend."""
+    """The handlers, bound to one service."""
 
-    def __init__(self, backend: OpenAIBackend) -> None:
-        self.backend = backend
-        self.lock = backend.state.lock
+    def __init__(self, service: OpenAIService) -> None:
+        self.service = service
+        self.lock = service.state.lock
 
     @openai_endpoint
     async def upload_file(self, request: Request) -> Response:
@@ -89,7 +89,7 @@ class OpenAIResponses:
             expires_after = {"anchor": form.get("expires_after[anchor]"), "seconds": form.get("expires_after[seconds]")}
         content = await upload.read()
         with self.lock:
-            stored = self.backend.upload_file(upload.filename or "upload.jsonl", purpose, content, expires_after)
+            stored = self.service.upload_file(upload.filename or "upload.jsonl", purpose, content, expires_after)
         return JSONResponse(stored)
 
     @openai_endpoint
@@ -100,53 +100,53 @@ class OpenAIResponses:
             raise OpenAIError(400, "'order' must be 'asc' or 'desc'.", param="order", code="invalid_value")
         limit = _limit(params.get("limit"), default=10_000, maximum=10_000)
         with self.lock:
-            page = self.backend.list_files(params.get("purpose"), params.get("after"), limit, order)
+            page = self.service.list_files(params.get("purpose"), params.get("after"), limit, order)
         return JSONResponse(page)
 
     @openai_endpoint
     async def retrieve_file(self, request: Request) -> Response:
         with self.lock:
-            stored = self.backend.get_file(request.path_params["file_id"]).to_api()
+            stored = self.service.get_file(request.path_params["file_id"]).to_api()
         return JSONResponse(stored)
 
     @openai_endpoint
     async def file_content(self, request: Request) -> Response:
         with self.lock:
-            content = self.backend.get_file(request.path_params["file_id"]).content
+            content = self.service.get_file(request.path_params["file_id"]).content
         # The SDK asks for application/binary and accepts any content type back.
-        return await result_download(self.backend.state, content, "application/octet-stream")
+        return await result_download(self.service.state, content, "application/octet-stream")
 
     @openai_endpoint
     async def delete_file(self, request: Request) -> Response:
         with self.lock:
-            deleted = self.backend.delete_file(request.path_params["file_id"])
+            deleted = self.service.delete_file(request.path_params["file_id"])
         return JSONResponse(deleted)
 
     @openai_endpoint
     async def create_batch(self, request: Request) -> Response:
         body = await read_json(request)
         with self.lock:
-            batch = self.backend.create_batch(body)
+            batch = self.service.create_batch(body)
         return JSONResponse(batch)
 
     @openai_endpoint
     async def retrieve_batch(self, request: Request) -> Response:
         with self.lock:
-            batch = self.backend.retrieve_batch(request.path_params["batch_id"])
+            batch = self.service.retrieve_batch(request.path_params["batch_id"])
         return JSONResponse(batch)
 
     @openai_endpoint
     async def list_batches(self, request: Request) -> Response:
         limit = _limit(request.query_params.get("limit"), default=20, maximum=100)
         with self.lock:
-            page = self.backend.list_batches(request.query_params.get("after"), limit)
+            page = self.service.list_batches(request.query_params.get("after"), limit)
         return JSONResponse(page)
 
     @openai_endpoint
     async def cancel_batch(self, request: Request) -> Response:
         await read_json(request)  # the SDK sends Content-Type: application/json with an empty body
         with self.lock:
-            batch = self.backend.cancel_batch(request.path_params["batch_id"])
+            batch = self.service.cancel_batch(request.path_params["batch_id"])
         return JSONResponse(batch)
 
 

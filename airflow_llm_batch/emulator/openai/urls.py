@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from airflow_llm_batch.emulator.openai.models import OpenAIBackend
+from airflow_llm_batch.emulator.openai.models import OpenAIService
 from airflow_llm_batch.emulator.openai.responses import OpenAIResponses, error_body
 from airflow_llm_batch.emulator.web import ProviderSpec
 
 
-def routes(backend: OpenAIBackend) -> list[BaseRoute]:
-    api = OpenAIResponses(backend)
+def routes(service: OpenAIService) -> list[BaseRoute]:
+    api = OpenAIResponses(service)
     return [
         Route("/v1/files", api.upload_file, methods=["POST"]),
         Route("/v1/files", api.list_files, methods=["GET"]),
@@ -31,7 +31,7 @@ def routes(backend: OpenAIBackend) -> list[BaseRoute]:
 PROVIDER = ProviderSpec(
     name="openai",
     prefix="/openai",
-    create_backend=OpenAIBackend,
+    create_service=OpenAIService,
     routes=routes,
     error_body=error_body,
 )

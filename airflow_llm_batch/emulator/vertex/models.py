@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.emulator.bigquery.engine import RESULTS_SCHEMA, BigQueryError, table_name
-from airflow_llm_batch.emulator.bigquery.models import BigQueryBackend
+from airflow_llm_batch.emulator.bigquery.models import BigQueryService
 from airflow_llm_batch.emulator.gemini import lines
 from airflow_llm_batch.emulator.gemini.files import GeminiError, page, rfc3339
 from airflow_llm_batch.emulator.gemini.models import Batch, Item, Progress, check_limits
@@ -85,16 +85,16 @@ class VertexJob:
         return job
 
 
-class VertexBackend:
+class VertexService:
     """Batch prediction jobs of the emulated Vertex project. Callers hold ``state.lock``."""
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
-        self.bigquery: BigQueryBackend = state.attach_backend("bigquery", BigQueryBackend)
+        self.bigquery: BigQueryService = state.attach_service("bigquery", BigQueryService)
         self.jobs: dict[str, VertexJob] = {}
 
     def reset(self) -> None:
-        self.jobs.clear()  # the tables go with the BigQuery backend's own reset
+        self.jobs.clear()  # the tables go with the BigQuery service's own reset
 
     def settle(self) -> None:
         for job in self.jobs.values():

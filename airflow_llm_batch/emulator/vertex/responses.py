@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from airflow_llm_batch.emulator.gemini.files import GeminiError
 from airflow_llm_batch.emulator.gemini.responses import error_body, page_size
-from airflow_llm_batch.emulator.vertex.models import VertexBackend
+from airflow_llm_batch.emulator.vertex.models import VertexService
 from airflow_llm_batch.emulator.web import BadJsonBody, bearer_token, read_json
 
 Handler = Callable[["VertexResponses", Request], Awaitable[Response]]
@@ -42,38 +42,38 @@ def vertex_endpoint(handler: Handler) -> Handler:
 
 
 class VertexResponses:
-    """The handlers, bound to one backend."""
+    """The handlers, bound to one service."""
 
-    def __init__(self, backend: VertexBackend) -> None:
-        self.backend = backend
-        self.lock = backend.state.lock
+    def __init__(self, service: VertexService) -> None:
+        self.service = service
+        self.lock = service.state.lock
 
     @vertex_endpoint
     async def create_job(self, request: Request) -> Response:
         body = await read_json(request)
         params = request.path_params
         with self.lock:
-            return JSONResponse(self.backend.create_job(params["project"], params["location"], body))
+            return JSONResponse(self.service.create_job(params["project"], params["location"], body))
 
     @vertex_endpoint
     async def get_job(self, request: Request) -> Response:
         with self.lock:
-            return JSONResponse(self.backend.get_job(request.path_params["job_id"]))
+            return JSONResponse(self.service.get_job(request.path_params["job_id"]))
 
     @vertex_endpoint
     async def list_jobs(self, request: Request) -> Response:
         size = page_size(request)
         query = request.query_params
         with self.lock:
-            return JSONResponse(self.backend.list_jobs(size, query.get("pageToken"), query.get("filter")))
+            return JSONResponse(self.service.list_jobs(size, query.get("pageToken"), query.get("filter")))
 
     @vertex_endpoint
     async def cancel_job(self, request: Request) -> Response:
         await read_json(request)  # the SDK posts an empty body with Content-Type: application/json
         with self.lock:
-            return JSONResponse(self.backend.cancel_job(request.path_params["job_id"]))
+            return JSONResponse(self.service.cancel_job(request.path_params["job_id"]))
 
     @vertex_endpoint
     async def delete_job(self, request: Request) -> Response:
         with self.lock:
-            return JSONResponse(self.backend.delete_job(request.path_params["job_id"]))
+            return JSONResponse(self.service.delete_job(request.path_params["job_id"]))

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from airflow_llm_batch.emulator.vertex.models import VertexBackend
+from airflow_llm_batch.emulator.vertex.models import VertexService
 from airflow_llm_batch.emulator.vertex.responses import VertexResponses, error_body
 from airflow_llm_batch.emulator.web import ProviderSpec
 
 API_VERSIONS = ("v1beta1", "v1")
 
 
-def routes(backend: VertexBackend) -> list[BaseRoute]:
-    api = VertexResponses(backend)
+def routes(service: VertexService) -> list[BaseRoute]:
+    api = VertexResponses(service)
     served: list[BaseRoute] = []
     for version in API_VERSIONS:
         jobs = f"/{version}/projects/{{project}}/locations/{{location}}/batchPredictionJobs"
@@ -34,7 +34,7 @@ def routes(backend: VertexBackend) -> list[BaseRoute]:
 PROVIDER = ProviderSpec(
     name="vertex",
     prefix="/vertex",
-    create_backend=VertexBackend,
+    create_service=VertexService,
     routes=routes,
     error_body=error_body,
 )

@@ -1,4 +1,4 @@
-"""The emulator's language model: deterministic, provider-neutral, instant.
+"""The emulator's fake LLM (not a real model): deterministic, provider-neutral, instant.
 
 Every provider module answers through these functions, so one prompt gets the same answer from the
 emulated OpenAI, Anthropic and Gemini. Answers are pure functions of their input (no clock, no
