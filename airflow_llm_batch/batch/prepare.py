@@ -10,27 +10,20 @@ import hashlib
 import re
 from array import array
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, RequestSpec
+from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, PreparedJob, RequestSpec
 from airflow_llm_batch.batch.fingerprint import LineDigest
+from airflow_llm_batch.batch.state import chunk_file_name, ids_file_name
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
 from airflow_llm_batch.batch.unique_ids import SeenIds
 from airflow_llm_batch.exceptions import InvalidInputError
 
+__all__ = ["ChunkWriter", "IdMapper", "PreparedJob", "prepare_chunks"]
+
 MAX_PROBLEMS_SHOWN = 10
-
-
-@dataclass(frozen=True)
-class PreparedJob:
-    """The chunk files of one job, ready to submit, and what identifies their content."""
-
-    chunks: tuple[ChunkFile, ...]
-    item_count: int
-    fingerprint: str
 
 
 class IdMapper:
@@ -144,8 +137,8 @@ class ChunkWriter:
     def _start(self, key: str, model: str) -> tuple[int, jsonl.JsonlWriter, jsonl.JsonlWriter]:
         index = self._next_index
         self._next_index += 1
-        writer = jsonl.JsonlWriter(self._dir / f"chunk-{index:05d}.jsonl")
-        ids = jsonl.JsonlWriter(self._dir / f"chunk-{index:05d}.ids.jsonl")
+        writer = jsonl.JsonlWriter(self._dir / chunk_file_name(index))
+        ids = jsonl.JsonlWriter(self._dir / ids_file_name(index))
         self._models[index] = model
         self._open[key] = (index, writer, ids)
         return self._open[key]

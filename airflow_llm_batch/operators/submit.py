@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -12,8 +12,6 @@ from airflow_llm_batch.batch.records import Kind
 from airflow_llm_batch.exceptions import ConfigurationError
 from airflow_llm_batch.links import LLMBatchConsoleLink, LLMBatchListLink, push_console_url
 from airflow_llm_batch.operators._common import LiteralItems
-
-NO_EMBEDDINGS = {"anthropic"}
 
 
 class LLMBatchSubmitOperator(BaseOperator):
@@ -141,10 +139,8 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: max_cost must be a number of US dollars >= 0")
         if self.on_input_change not in ("fail", "resubmit"):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
-        if self.kind is Kind.EMBEDDING and (self.provider in NO_EMBEDDINGS or str(self.model).startswith("claude")):
-            raise ConfigurationError(
-                f"{self.task_id}: Anthropic has no embeddings batch API; embeddings work on OpenAI and Gemini"
-            )
+        if self.kind is Kind.EMBEDDING:
+            self._check_embeddings()
         if self.kind is Kind.EMBEDDING and self.response_schema is not None:
             raise ConfigurationError(f"{self.task_id}: response_schema applies to chat requests, not embeddings")
         schema = self.response_schema
@@ -153,18 +149,25 @@ class LLMBatchSubmitOperator(BaseOperator):
             # jsonschema here would slow down every parse of the DAG file.
             raise ConfigurationError(f"{self.task_id}: response_schema must be a JSON schema dict or pydantic model")
 
+    def _check_embeddings(self) -> None:
+        """Refuse, when the DAG is parsed, an embedding job on a provider without embedding batches."""
+        from airflow_llm_batch.batch.backends import BACKENDS, backend_class, embeddings_refusal
+
+        refusing = embeddings_refusal(self.provider, str(self.model))
+        if refusing is not None:
+            able = " and ".join(name for name in BACKENDS if backend_class(name).supports_embeddings)
+            raise ConfigurationError(
+                f"{self.task_id}: {refusing} has no embeddings batch API; embeddings work on {able}"
+            )
+
     def execute(self, context: Any) -> dict[str, Any]:
         if self.retry_of is not None:
             return self._execute_retry(context)
-        return self._execute_first(context)
-
-    def _execute_first(self, context: Any) -> dict[str, Any]:
-        from airflow_llm_batch.batch import jsonl
         from airflow_llm_batch.batch.backends.base import RequestSpec
-        from airflow_llm_batch.batch.job import JobLayout, submit_prepared
-        from airflow_llm_batch.batch.prepare import prepare_chunks
         from airflow_llm_batch.batch.schema import ResponseSchema
-        from airflow_llm_batch.batch.templates import PromptTemplate
+        from airflow_llm_batch.batch.state import JobLayout
+        from airflow_llm_batch.batch.submit import FirstRound, submit_first
+        from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir
 
@@ -179,169 +182,69 @@ class LLMBatchSubmitOperator(BaseOperator):
             response_schema=ResponseSchema.coerce(self.response_schema),
             options=self.provider_options,
         )
-        layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
-        template = PromptTemplate(self.prompt_template) if self.prompt_template is not None else None
-        self.log.info(
-            "Preparing requests for %s (%s, model %s) in %s",
-            job_key.as_string(),
-            backend.provider,
-            self.model,
-            layout.root,
-        )
-        tables = self._sql_request_tables(backend, layout, job_key)
-        prepared = tables.prepare(self, spec) if tables is not None else None
-        if prepared is None:
-            tables = None
-            prepared = prepare_chunks(
-                self._iter_items(),
-                id_field=self.id_field,
-                spec=spec,
-                backend=backend,
-                out_dir=layout.requests_dir,
-                template=template,
-                body_field=self.body_field,
-            )
-        if spec.response_schema is not None:
-            with layout.schema_file.open("wb") as stream:
-                stream.write(jsonl.dumps(spec.response_schema.schema))
-        self.log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
-        estimate = self._estimate_cost(prepared, spec)
-        manifest = submit_prepared(
-            prepared,
-            backend=backend,
+        first = FirstRound(
+            task=self.task_id,
             spec=spec,
-            job_key=job_key,
-            layout=layout,
+            id_field=self.id_field,
+            template=self.prompt_template,
+            body_field=self.body_field,
+            source=self._items(),
+            read_items=self._iter_items,
             conn_id=self.conn_id,
-            attempt=1,
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
-            submit_chunk=tables.create_job if tables is not None else None,
+            requests_in_sql=self.requests_in_sql,
+            max_cost=self.max_cost,
+            prices=price_table(self.prices),
         )
-        if estimate is not None:
-            manifest.extra["cost_estimate"] = estimate.to_dict()
+        layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
+        manifest = submit_first(first, backend, layout, job_key)
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
         self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
         return manifest.to_dict()
 
     def _execute_retry(self, context: Any) -> dict[str, Any]:
-        from airflow_llm_batch.batch.backends.base import RequestSpec
-        from airflow_llm_batch.batch.backends.vertex_tables import SqlRequestTables, built_in_sql
-        from airflow_llm_batch.batch.job import JobLayout, submit_prepared
-        from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
+        from airflow_llm_batch.batch.submit import submit_retry
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.operators._common import job_key_of, skip, storage_path
 
         summary = self.retry_of
         if not summary or not summary.get("retryable"):
             skip("no item failed with a retryable error: nothing to retry")
-        previous = JobLayout(storage_path(summary["work_uri"]))
-        attempt = int(summary["attempt"]) + 1
-        layout = JobLayout(previous.root.parent / f"attempt-{attempt}")
-        hook = LLMBatchHook(summary["conn_id"], summary["provider"], self.provider_limits)
-        backend = self._backend(hook)
-        spec = RequestSpec(model=summary["model"], kind=Kind(summary["kind"]))
-        failed_items = storage_path(summary["failed_items_uri"])
-        tables = None
-        if built_in_sql(previous):  # the earlier requests are BigQuery tables: select from them in SQL
-            tables = SqlRequestTables(backend, layout, job_key_of(context), self.on_input_change)
-            prepared = tables.from_retry(previous, retryable_ids(failed_items), summary["model"])
-        else:
-            prepared = prepare_retry(previous, failed_items, summary["model"], backend, layout.requests_dir)
-        self.log.info(
-            "Attempt %d: resubmitting %d item(s) that failed with a retryable error", attempt, prepared.item_count
-        )
-        if summary.get("has_schema"):
-            with previous.schema_file.open("rb") as source, layout.schema_file.open("wb") as target:
-                target.write(source.read())
-        manifest = submit_prepared(
-            prepared,
-            backend=backend,
-            spec=spec,
-            job_key=job_key_of(context),
-            layout=layout,
-            conn_id=summary["conn_id"],
-            attempt=attempt,
+        backend = self._backend(LLMBatchHook(summary["conn_id"], summary["provider"], self.provider_limits))
+        manifest = submit_retry(
+            summary,
+            backend,
+            storage_path(summary["work_uri"]),
+            storage_path(summary["failed_items_uri"]),
+            job_key_of(context),
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
-            submit_chunk=tables.create_job if tables is not None else None,
         )
-        manifest.has_schema = bool(summary.get("has_schema"))
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
         return manifest.to_dict()
-
-    def _estimate_cost(self, prepared: Any, spec: Any) -> Any:
-        """Estimate the job's batch cost from its request files (no API call); refuse it above ``max_cost``."""
-        from airflow_llm_batch.batch.pricing import estimate_cost
-        from airflow_llm_batch.config import price_table
-        from airflow_llm_batch.exceptions import BudgetExceededError
-
-        estimate = estimate_cost(
-            spec.model,
-            prepared.item_count,
-            sum(chunk.bytes for chunk in prepared.chunks),
-            spec.parameters,
-            spec.kind is Kind.EMBEDDING,
-            price_table(self.prices),
-        )
-        if estimate is None:
-            if self.max_cost is not None:
-                raise ConfigurationError(
-                    f"{self.task_id}: cannot check max_cost=${self.max_cost:g}: no price is known for model "
-                    f"{spec.model!r}; give it with prices= or [llm_batch] price_table. Nothing was submitted."
-                )
-            self.log.info("No price is known for model %s: no cost estimate", spec.model)
-            return None
-        self.log.info("Estimated cost: %s", estimate.describe())
-        if self.max_cost is not None and estimate.batch_cost > self.max_cost:
-            raise BudgetExceededError(
-                f"{self.task_id}: the estimated cost is above max_cost=${self.max_cost:g}, so nothing was "
-                f"submitted. Estimate: {estimate.describe()}. Raise max_cost, set a lower max_tokens, or "
-                "submit fewer items.",
-                estimate=estimate.batch_cost,
-                max_cost=self.max_cost,
-            )
-        return estimate
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
         """OpenLineage: the items file or BigQuery table this task read (called by the OpenLineage provider)."""
         from airflow_llm_batch.lineage import items_dataset_id, operator_lineage
 
-        items = self.items.items if isinstance(self.items, LiteralItems) else self.items
-        dataset = items_dataset_id(items)
+        dataset = items_dataset_id(self._items())
         return operator_lineage(inputs=[dataset] if dataset else [])
-
-    def _sql_request_tables(self, backend: Any, layout: Any, job_key: Any) -> _SqlRequests | None:
-        """The SQL path's builder when it applies (see ``requests_in_sql``), else ``None``."""
-        from airflow_llm_batch.io.bigquery import BigQuerySource
-
-        items = self.items.items if isinstance(self.items, LiteralItems) else self.items
-        reasons = [
-            reason
-            for reason, applies in (
-                ("the items are not a BigQuerySource", isinstance(items, BigQuerySource)),
-                ("the provider is not vertex", backend.provider == "vertex"),
-                ("there is no prompt_template (body_field)", self.prompt_template is not None and not self.body_field),
-            )
-            if not applies
-        ]
-        if self.requests_in_sql is False or (reasons and self.requests_in_sql is None):
-            return None
-        if reasons:
-            raise ConfigurationError(f"{self.task_id}: requests_in_sql=True, but {'; '.join(reasons)}")
-        return _SqlRequests(backend, layout, job_key, items, self.on_input_change, self.log)
 
     def _backend(self, hook: Any) -> Any:
         """The backend this task submits through (a seam for fault-injection tests)."""
         return hook.get_conn()
 
-    def _iter_items(self) -> Iterator[Any]:
+    def _items(self) -> Any:
+        return self.items.items if isinstance(self.items, LiteralItems) else self.items
+
+    def _iter_items(self) -> Iterable[Any]:
         from airflow_llm_batch.io.sources import iter_file_items, iter_list_items
         from airflow_llm_batch.operators._common import storage_path
 
-        items = self.items.items if isinstance(self.items, LiteralItems) else self.items
+        items = self._items()
         if hasattr(items, "iter_items"):  # a source object (e.g. a BigQuery query), streamed
             return iter(items.iter_items())
         if isinstance(items, str):
@@ -349,56 +252,6 @@ class LLMBatchSubmitOperator(BaseOperator):
         if items is None:
             raise ConfigurationError(f"{self.task_id}: items resolved to None; pass a list or a file URI")
         return iter_list_items(items)
-
-
-class _SqlRequests:
-    """The first round's request tables built in BigQuery (``backends/vertex_tables.py``), or ``None``
-    from :meth:`prepare` when a column's text would differ from the worker path's (auto mode)."""
-
-    def __init__(self, backend: Any, layout: Any, job_key: Any, source: Any, on_input_change: str, log: Any) -> None:
-        from airflow_llm_batch.batch.backends.vertex_tables import SqlRequestTables
-
-        self.tables = SqlRequestTables(backend, layout, job_key, on_input_change)
-        self.backend, self.source, self.log = backend, source, log
-
-    def prepare(self, operator: LLMBatchSubmitOperator, spec: Any) -> Any:
-        from airflow_llm_batch.batch.backends.vertex_tables import SourceQuery
-
-        self.backend.check_model(spec)
-        self.backend.check_spec(spec)
-        source = SourceQuery(
-            self.source.as_sql(self.backend.settings.project), self.source.bound_parameters(), self.source.explain
-        )
-        try:
-            columns = self.tables.source_columns(source)
-        except ConfigurationError as error:
-            if operator.requests_in_sql:
-                raise
-            # E.g. the Vertex connection may not read the source; the worker path reads it with the
-            # source's own connection, and reports a bad query in its own words.
-            self.log.info(
-                "Building the requests in the worker: the dry run through the Vertex connection failed (%s)", error
-            )
-            return None
-        template = str(operator.prompt_template)
-        unfit = self.tables.unfit_columns(columns, operator.id_field, template, bool(operator.requests_in_sql))
-        if unfit:
-            self.log.info(
-                "Building the requests in the worker: column(s) %s would be written differently by SQL "
-                "(requests_in_sql=True builds them in SQL anyway)",
-                unfit,
-            )
-            return None
-        prepared = self.tables.from_source(source, operator.id_field, template, spec)
-        self.log.info(
-            "Built %d request(s) in BigQuery: %s (no source row passed through the worker)",
-            prepared.item_count,
-            ", ".join(self.tables.tables.values()) or "no table, the source is empty",
-        )
-        return prepared
-
-    def create_job(self, chunk: Any, spec: Any, job_key: Any) -> str:
-        return str(self.tables.create_job(chunk, spec, job_key))
 
 
 def _kind(kind: str | Kind) -> Kind:

@@ -92,7 +92,6 @@ def submit(tables, prepared, backend, key=KEY, attempt=1):
         conn_id="c",
         attempt=attempt,
         timeout_seconds=60,
-        submit_chunk=tables.create_job,
     )
 
 
@@ -236,7 +235,6 @@ def test_a_changed_query_fails_before_touching_anything_unless_resubmit(backend,
         attempt=1,
         timeout_seconds=60,
         on_input_change="resubmit",
-        submit_chunk=new_tables.create_job,
     )
     assert resubmitted.batch_ids != manifest.batch_ids and len(vertex_creates(llm_batch_emulator)) == 2
 

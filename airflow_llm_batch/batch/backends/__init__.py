@@ -16,9 +16,6 @@ BACKENDS: dict[str, str] = {
     "vertex": "airflow_llm_batch.batch.backends.vertex:VertexBackend",
 }
 
-# Providers whose batch APIs take embedding requests; shown in the error for the others.
-EMBEDDING_PROVIDERS = ("openai", "gemini")
-
 
 def backend_class(provider: str) -> type[BatchBackend]:
     try:
@@ -36,6 +33,19 @@ def backend_class(provider: str) -> type[BatchBackend]:
     return cls
 
 
+def embeddings_refusal(provider: str | None, model: str) -> str | None:
+    """Which provider refuses embedding batches here: the one named, else the one whose models the
+    name belongs to (``claude-...``); ``None`` when none does. Asked when a DAG file is parsed, so it
+    reads the backends' class facts only (no client, no I/O)."""
+    for name in BACKENDS:
+        cls = backend_class(name)
+        if cls.supports_embeddings:
+            continue
+        if provider == name or (cls.model_prefix and model.startswith(cls.model_prefix)):
+            return name
+    return None
+
+
 def create_backend(
     provider: str, config: ClientConfig, limit_overrides: Mapping[str, Any] | None = None
 ) -> BatchBackend:
@@ -45,10 +55,10 @@ def create_backend(
 
 __all__ = [
     "BACKENDS",
-    "EMBEDDING_PROVIDERS",
     "BatchBackend",
     "ClientConfig",
     "ProviderLimits",
     "backend_class",
     "create_backend",
+    "embeddings_refusal",
 ]

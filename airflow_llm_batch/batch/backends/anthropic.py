@@ -82,6 +82,7 @@ class AnthropicBackend(BatchBackend):
         custom_id_max_length=64,
     )
     supports_embeddings = False
+    model_prefix = "claude"
     console_url_template = "https://console.anthropic.com/workspaces/default/batches/{batch_id}"
 
     def __init__(self, config: ClientConfig, limits: ProviderLimits | None = None) -> None:

@@ -8,17 +8,14 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.exceptions import ConfigurationError
-
-if TYPE_CHECKING:
-    from airflow_llm_batch.batch.backends.line_encoder import LineEncoder
 
 
 @dataclass(frozen=True)
@@ -87,13 +84,59 @@ class ClientConfig:
 
 @dataclass(frozen=True)
 class ChunkFile:
-    """One chunk of request lines written to the work dir, to become one batch."""
+    """One chunk of requests, to become one batch: lines written to the work dir at ``path``, or,
+    with ``table``, a table the provider reads itself (Vertex request tables built in BigQuery;
+    ``path`` is then the file that records the tables)."""
 
     index: int
     path: StoragePath
     count: int
     bytes: int
     model: str
+    table: str | None = None
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """The chunks of one job, ready to submit, and what identifies their content."""
+
+    chunks: tuple[ChunkFile, ...]
+    item_count: int
+    fingerprint: str
+
+
+@dataclass(frozen=True)
+class LineEncoder:
+    """Encodes the request line of one rendered prompt straight to bytes (``line_encoder.py``).
+
+    :param model: the model every line names (for the one-model-per-batch rule).
+    :param encode: ``encode(custom_id, text)`` -> the line, without its newline.
+    """
+
+    model: str
+    encode: Callable[[str, str], bytes]
+
+
+@dataclass(frozen=True)
+class InPlaceRequests:
+    """What a backend needs to build a job's requests where its items already are
+    (:meth:`BatchBackend.prepare_in_place`), instead of the worker writing chunk files.
+
+    :param source: the items object as the user gave it (e.g. a ``BigQuerySource``); a backend
+        recognizes the sources it can build from by what they offer (``as_sql``), never by import.
+    :param force: ``requests_in_sql``: ``True`` in place or fail, ``None`` when it fits, ``False`` never.
+    :param layout_root: the attempt's folder in the work dir (``state.JobLayout``).
+    """
+
+    source: Any
+    id_field: str
+    template: str | None
+    body_field: str | None
+    spec: RequestSpec
+    force: bool | None
+    layout_root: StoragePath
+    job_key: JobKey
+    on_input_change: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -118,6 +161,8 @@ class BatchBackend(ABC):
     provider: ClassVar[str]
     default_limits: ClassVar[ProviderLimits]
     supports_embeddings: ClassVar[bool] = True
+    # The prefix of this provider's model names where it has one of its own (``claude``).
+    model_prefix: ClassVar[str | None] = None
     console_url_template: ClassVar[str | None] = None
 
     def __init__(self, config: ClientConfig, limits: ProviderLimits | None = None) -> None:
@@ -136,6 +181,24 @@ class BatchBackend(ABC):
     def line_encoder(self, spec: RequestSpec) -> LineEncoder | None:
         """Optionally, a faster way from a rendered prompt to its line's bytes (``line_encoder.py``);
         ``None``: the lines are built with :meth:`build_body` and :meth:`build_line`."""
+        return None
+
+    # Building requests where the items are (optional) ------------------------------------------
+    def in_place_obstacles(self, job: InPlaceRequests) -> list[str]:
+        """Why this backend cannot build ``job``'s requests in place (empty: it can)."""
+        return ["the provider is not vertex"]
+
+    def prepare_in_place(self, job: InPlaceRequests) -> PreparedJob | None:
+        """The job's requests built where its items are (Vertex: tables built by BigQuery from a
+        BigQuery source, no row through the worker), or ``None``: the worker writes chunk files.
+        Only called when :meth:`in_place_obstacles` is empty."""
+        return None
+
+    def retry_in_place(
+        self, previous_root: StoragePath, job: InPlaceRequests, retryable: Mapping[int, set[str]]
+    ) -> PreparedJob | None:
+        """A retry round's requests selected from the previous attempt's in-place requests, or
+        ``None`` when that attempt wrote chunk files (the worker then copies their lines)."""
         return None
 
     def check_spec(self, spec: RequestSpec) -> None:  # noqa: B027 - optional hook

@@ -11,14 +11,11 @@ the prompt in any other way gets ``None`` and keeps the general path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import orjson
 
-if TYPE_CHECKING:
-    from airflow_llm_batch.batch.backends.base import BatchBackend, RequestSpec
+from airflow_llm_batch.batch.backends.base import BatchBackend, LineEncoder, RequestSpec
+
+__all__ = ["LineEncoder", "fragment_encoder"]
 
 _ID_MARK = "\x00llm-batch:custom-id\x00"
 _TEXT_MARK = "\x00llm-batch:prompt\x00"
@@ -26,18 +23,6 @@ _PROBES = (
     ("T-1", "x"),
     ('id "quoted" \\ é', 'Subject: "Refund"\n\nline\twith \\ é \u2028 \U0001f600 {{ ds }} {body}' * 3),
 )
-
-
-@dataclass(frozen=True)
-class LineEncoder:
-    """Encodes the request line of one rendered prompt straight to bytes.
-
-    :param model: the model every line names (for the one-model-per-batch rule).
-    :param encode: ``encode(custom_id, text)`` -> the line, without its newline.
-    """
-
-    model: str
-    encode: Callable[[str, str], bytes]
 
 
 def fragment_encoder(backend: BatchBackend, spec: RequestSpec) -> LineEncoder | None:

@@ -33,7 +33,7 @@ from airflow_llm_batch.batch.row_blocks import OutcomeBlock
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
 
-    from airflow_llm_batch.batch.backends.line_encoder import LineEncoder
+    from airflow_llm_batch.batch.backends.base import LineEncoder
 
 ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}
 META_JOB = "airflow_job_key"

@@ -31,10 +31,10 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from airflow_llm_batch.batch.backends.base import ChunkFile, ProviderLimits, RequestSpec
+from airflow_llm_batch.batch.backends.base import ChunkFile, InPlaceRequests, PreparedJob, ProviderLimits, RequestSpec
 from airflow_llm_batch.batch.backends.gemini import (
     _OUTCOMES,
     GeminiBackend,
@@ -50,7 +50,8 @@ from airflow_llm_batch.exceptions import ConfigurationError
 if TYPE_CHECKING:
     from google.genai import Client
 
-    from airflow_llm_batch.io.bigquery import GoogleSettings
+    from airflow_llm_batch.batch.google_settings import GoogleSettings
+    from airflow_llm_batch.batch.storage import StoragePath
 
 DEFAULT_LOCATION = "us-central1"
 DEFAULT_DATASET = "llm_batch"
@@ -86,10 +87,28 @@ class VertexBackend(GeminiBackend):
             raise ConfigurationError("vertex: set the connection's 'project' extra (the Google Cloud project id)")
         super().check_spec(spec)
 
+    # Request tables built in BigQuery (``vertex_tables.py``) ----------------------------------------
+    def in_place_obstacles(self, job: InPlaceRequests) -> list[str]:
+        from airflow_llm_batch.batch.backends.vertex_tables import obstacles
+
+        return obstacles(job)
+
+    def prepare_in_place(self, job: InPlaceRequests) -> PreparedJob | None:
+        from airflow_llm_batch.batch.backends.vertex_tables import prepare_from_source
+
+        return prepare_from_source(self, job)
+
+    def retry_in_place(
+        self, previous_root: StoragePath, job: InPlaceRequests, retryable: Mapping[int, set[str]]
+    ) -> PreparedJob | None:
+        from airflow_llm_batch.batch.backends.vertex_tables import retry_from_tables
+
+        return retry_from_tables(self, previous_root, job, retryable)
+
     # Clients ------------------------------------------------------------------------------------
     @functools.cached_property
     def settings(self) -> GoogleSettings:
-        from airflow_llm_batch.io.bigquery import GoogleSettings
+        from airflow_llm_batch.batch.google_settings import GoogleSettings
 
         return GoogleSettings.from_parts(self.config.api_key, self.config.extra)
 
@@ -123,7 +142,12 @@ class VertexBackend(GeminiBackend):
 
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
-        """Load the chunk into a fresh request table, then create the job that reads it."""
+        """Load the chunk into a fresh request table, then create the job that reads it; a chunk
+        built in SQL (``chunk.table``) is read where it is."""
+        if chunk.table is not None:
+            from airflow_llm_batch.batch.backends.vertex_tables import results_table_of
+
+            return self.create_job(chunk.model, chunk.table, results_table_of(chunk.table), job_key, chunk.index)
         stem = f"{self.dataset}.llm_batch_{job_key.digest()}_c{chunk.index:05d}_{uuid.uuid4().hex[:8]}"
         self._load_requests(chunk, f"{stem}_requests")
         return self.create_job(chunk.model, f"{stem}_requests", f"{stem}_results", job_key, chunk.index)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import ChunkFile, RequestSpec
+from airflow_llm_batch.batch.backends.base import ChunkFile, InPlaceRequests, PreparedJob, RequestSpec
 from airflow_llm_batch.batch.backends.vertex_sql import (
     check_sql,
     chunk_sql,
@@ -45,9 +45,8 @@ from airflow_llm_batch.batch.backends.vertex_sql import (
     staged_select,
     template_fields,
 )
-from airflow_llm_batch.batch.job import JobLayout, JobState, check_fingerprint
-from airflow_llm_batch.batch.prepare import PreparedJob
 from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.batch.state import JobLayout, JobState, check_fingerprint
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.exceptions import ConfigurationError, InvalidInputError
 
@@ -217,7 +216,7 @@ class SqlRequestTables:
         if not state.data.get("chunks") or not self._tables_file.exists():
             return None
         if state.data.get("fingerprint") != fingerprint and self.on_input_change == "fail":
-            # submit_prepared's own check and message, raised here before anything is built.
+            # job.submit_prepared's own check and message, raised here before anything is built.
             check_fingerprint(state, PreparedJob((), 0, fingerprint), self.on_input_change)
         recorded = read_tables_file(self.layout)
         if recorded.get("fingerprint") != fingerprint or state.data.get("fingerprint") != fingerprint:
@@ -226,7 +225,8 @@ class SqlRequestTables:
         for entry in recorded["chunks"]:
             index = int(entry["index"])
             self.tables[index] = str(entry["table"])
-            chunks.append(ChunkFile(index, self._tables_file, int(entry["count"]), int(entry["bytes"]), entry["model"]))
+            count, size = int(entry["count"]), int(entry["bytes"])
+            chunks.append(ChunkFile(index, self._tables_file, count, size, entry["model"], table=self.tables[index]))
         log.info("Re-using the request tables an earlier try built: %s", ", ".join(self.tables.values()))
         return PreparedJob(chunks=tuple(chunks), item_count=sum(c.count for c in chunks), fingerprint=fingerprint)
 
@@ -244,7 +244,7 @@ class SqlRequestTables:
             rows = self._write_ids(table, self.layout.ids_file(index))
             share = total_bytes * rows // items
             self.tables[index] = table
-            chunks.append(ChunkFile(index, self._tables_file, rows, share, model))
+            chunks.append(ChunkFile(index, self._tables_file, rows, share, model, table=table))
         return chunks
 
     def _write_ids(self, table: str, path: StoragePath) -> int:
@@ -275,10 +275,70 @@ class SqlRequestTables:
         return self.backend.bigquery.query(sql, job_config=config).result()
 
     def create_job(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
-        """The Vertex job of one request table (``submit_prepared``'s ``submit_chunk``)."""
-        table = self.tables[chunk.index]
-        results = f"{table.removesuffix('_requests')}_{uuid.uuid4().hex[:8]}_results"
-        return self.backend.create_job(chunk.model, table, results, job_key, chunk.index)
+        """The Vertex job of one request table (what ``VertexBackend.submit_chunk`` does for it)."""
+        return self.backend.submit_chunk(chunk, spec, job_key)
+
+
+def results_table_of(requests_table: str) -> str:
+    """A fresh output table beside a request table (a new one per job: a re-created job never mixes)."""
+    return f"{requests_table.removesuffix('_requests')}_{uuid.uuid4().hex[:8]}_results"
+
+
+def obstacles(job: InPlaceRequests) -> list[str]:
+    """Why the request tables cannot be built in SQL for ``job`` (empty: they can)."""
+    reasons = []
+    if not callable(getattr(job.source, "as_sql", None)):  # a BigQuerySource (io/ is above: no import)
+        reasons.append("the items are not a BigQuerySource")
+    if job.template is None or job.body_field:
+        reasons.append("there is no prompt_template (body_field)")
+    return reasons
+
+
+def prepare_from_source(backend: VertexBackend, job: InPlaceRequests) -> PreparedJob | None:
+    """The first round's request tables built in BigQuery, or ``None`` when a column's text would
+    differ from the worker path's (``requests_in_sql=None``) or the dry run fails there."""
+    backend.check_model(job.spec)
+    backend.check_spec(job.spec)
+    tables = SqlRequestTables(backend, JobLayout(job.layout_root), job.job_key, job.on_input_change)
+    items = job.source
+    source = SourceQuery(items.as_sql(backend.settings.project), items.bound_parameters(), items.explain)
+    try:
+        columns = tables.source_columns(source)
+    except ConfigurationError as error:
+        if job.force:
+            raise
+        # E.g. the Vertex connection may not read the source; the worker path reads it with the
+        # source's own connection, and reports a bad query in its own words.
+        log.info("Building the requests in the worker: the dry run through the Vertex connection failed (%s)", error)
+        return None
+    template = str(job.template)
+    unfit = tables.unfit_columns(columns, job.id_field, template, bool(job.force))
+    if unfit:
+        log.info(
+            "Building the requests in the worker: column(s) %s would be written differently by SQL "
+            "(requests_in_sql=True builds them in SQL anyway)",
+            unfit,
+        )
+        return None
+    prepared = tables.from_source(source, job.id_field, template, job.spec)
+    log.info(
+        "Built %d request(s) in BigQuery: %s (no source row passed through the worker)",
+        prepared.item_count,
+        ", ".join(tables.tables.values()) or "no table, the source is empty",
+    )
+    return prepared
+
+
+def retry_from_tables(
+    backend: VertexBackend, previous_root: StoragePath, job: InPlaceRequests, retryable: Mapping[int, set[str]]
+) -> PreparedJob | None:
+    """A retry round's request tables selected from the previous attempt's, when that attempt built
+    its requests in SQL; else ``None``."""
+    previous = JobLayout(previous_root)
+    if not built_in_sql(previous):
+        return None
+    tables = SqlRequestTables(backend, JobLayout(job.layout_root), job.job_key, job.on_input_change)
+    return tables.from_retry(previous, retryable, job.spec.model)
 
 
 def read_tables_file(layout: JobLayout) -> dict[str, Any]:

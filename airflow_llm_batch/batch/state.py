@@ -1,0 +1,119 @@
+"""The work-dir layout of one attempt of a job, and its state file (what survives task retries).
+
+Below ``job.py`` (which submits) and the backends that keep files of their own in the layout
+(Vertex request tables): a record, like the manifest, that calls nothing above it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import PreparedJob
+from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.batch.storage import StoragePath, uri_of
+from airflow_llm_batch.exceptions import StateConflictError
+
+log = logging.getLogger(__name__)
+
+
+def chunk_file_name(index: int) -> str:
+    """The request lines of chunk ``index`` (the one place chunk file names are made)."""
+    return f"chunk-{index:05d}.jsonl"
+
+
+def ids_file_name(index: int) -> str:
+    """The ``[custom_id, user id]`` pairs of chunk ``index``."""
+    return f"chunk-{index:05d}.ids.jsonl"
+
+
+@dataclass(frozen=True)
+class JobLayout:
+    """Where one attempt of one job keeps its files.
+
+    ``{work_dir}/{dag_id}/{run_id}/{task_id}/attempt-{n}/`` with ``requests/`` (chunk files and
+    their id maps), ``state.json``, ``schema.json`` and ``results/``.
+    """
+
+    root: StoragePath
+
+    @classmethod
+    def for_job(cls, work_dir: StoragePath, job_key: JobKey, attempt: int) -> JobLayout:
+        path = work_dir
+        for part in job_key.path_parts():
+            path = path / part
+        return cls(path / f"attempt-{attempt}")
+
+    @property
+    def requests_dir(self) -> StoragePath:
+        return self.root / "requests"
+
+    @property
+    def results_dir(self) -> StoragePath:
+        return self.root / "results"
+
+    @property
+    def state_file(self) -> StoragePath:
+        return self.root / "state.json"
+
+    @property
+    def schema_file(self) -> StoragePath:
+        return self.root / "schema.json"
+
+    def chunk_file(self, index: int) -> StoragePath:
+        return self.requests_dir / chunk_file_name(index)
+
+    def ids_file(self, index: int) -> StoragePath:
+        return self.requests_dir / ids_file_name(index)
+
+
+class JobState:
+    """The state file's content: fingerprint, first submit time, deadline, one entry per chunk."""
+
+    def __init__(self, path: StoragePath, data: dict[str, Any] | None = None) -> None:
+        self.path = path
+        self.data: dict[str, Any] = data or {"chunks": {}}
+
+    @classmethod
+    def load(cls, path: StoragePath) -> JobState:
+        if not path.exists():
+            return cls(path)
+        with path.open("rb") as stream:
+            return cls(path, jsonl.loads(stream.read()))
+
+    def save(self) -> None:
+        with self.path.open("wb") as stream:
+            stream.write(jsonl.dumps(self.data, option=jsonl.orjson.OPT_INDENT_2))
+
+    def chunk(self, index: int) -> dict[str, Any]:
+        return dict(self.data["chunks"].get(str(index), {}))
+
+    def set_chunk(self, index: int, **fields: Any) -> None:
+        self.data["chunks"][str(index)] = {**self.chunk(index), **fields}
+        self.save()
+
+
+def check_fingerprint(state: JobState, prepared: PreparedJob, on_input_change: str) -> None:
+    """Raise StateConflictError when the input changed since batches were created and the user
+    did not ask to resubmit; with ``"resubmit"``, set the earlier chunks aside in the state."""
+    previous = state.data.get("fingerprint")
+    if previous is None or previous == prepared.fingerprint or not state.data.get("chunks"):
+        return
+    if on_input_change == "resubmit":
+        log.warning(
+            "The input changed since this job key was first submitted; on_input_change='resubmit': "
+            "submitting the new input. Batches of the earlier input are left as they are: %s",
+            [c.get("batch_id") for c in state.data["chunks"].values()],
+        )
+        superseded = state.data.setdefault("superseded", [])
+        superseded.append({"fingerprint": previous, "chunks": state.data["chunks"]})
+        state.data.update(chunks={}, fingerprint=prepared.fingerprint)
+        state.save()
+        return
+    raise StateConflictError(
+        "The input of this task changed since it first submitted batches for this run "
+        f"(state file {uri_of(state.path)}). Nothing was submitted. To pay for the new input anyway, "
+        "set on_input_change='resubmit'; to keep the earlier batches, restore the earlier input."
+    )

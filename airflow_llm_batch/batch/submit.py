@@ -1,0 +1,196 @@
+"""The submit use case: items in, batches created, a manifest out (``LLMBatchSubmitOperator`` runs it).
+
+The operator resolves the hook, the job key and the work dir, and hands over plain values; this
+module does the rest in order: the requests (built in place when the backend can, else chunk
+files written in the worker), the schema file, the cost check, and the create calls (``job.py``).
+Nothing here imports Airflow or ``io/``: items arrive as an iterable the operator opened.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import BatchBackend, InPlaceRequests, PreparedJob, RequestSpec
+from airflow_llm_batch.batch.job import submit_prepared
+from airflow_llm_batch.batch.manifest import Manifest
+from airflow_llm_batch.batch.prepare import prepare_chunks
+from airflow_llm_batch.batch.pricing import CostEstimate, PriceTable, estimate_cost
+from airflow_llm_batch.batch.records import JobKey, Kind
+from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
+from airflow_llm_batch.batch.state import JobLayout
+from airflow_llm_batch.batch.storage import StoragePath
+from airflow_llm_batch.batch.templates import PromptTemplate
+from airflow_llm_batch.exceptions import BudgetExceededError, ConfigurationError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FirstRound:
+    """What the user asked for, resolved: the first attempt of a job.
+
+    :param task: the task id, which every error message starts with.
+    :param source: the items as given (a list, a URI, a source object): offered to the backend
+        for building requests in place (:meth:`BatchBackend.prepare_in_place`).
+    :param read_items: opens the items for the worker path (called at most once).
+    :param requests_in_sql: ``True`` in place or fail, ``None`` when it fits, ``False`` never.
+    """
+
+    task: str
+    spec: RequestSpec
+    id_field: str
+    template: str | None
+    body_field: str | None
+    source: Any
+    read_items: Callable[[], Iterable[Mapping[str, Any]]]
+    conn_id: str
+    timeout_seconds: float
+    on_input_change: str = "fail"
+    requests_in_sql: bool | None = None
+    max_cost: float | None = None
+    prices: PriceTable | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> Manifest:
+    """Prepare, check and create the first attempt's batches (re-attaching on a task retry)."""
+    spec = round_.spec
+    template = PromptTemplate(round_.template) if round_.template is not None else None
+    log.info(
+        "Preparing requests for %s (%s, model %s) in %s", job_key.as_string(), backend.provider, spec.model, layout.root
+    )
+    prepared = _in_place(round_, backend, layout, job_key)
+    if prepared is None:
+        prepared = prepare_chunks(
+            round_.read_items(),
+            id_field=round_.id_field,
+            spec=spec,
+            backend=backend,
+            out_dir=layout.requests_dir,
+            template=template,
+            body_field=round_.body_field,
+        )
+    if spec.response_schema is not None:
+        with layout.schema_file.open("wb") as stream:
+            stream.write(jsonl.dumps(spec.response_schema.schema))
+    log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
+    estimate = check_cost(round_, prepared)
+    manifest = submit_prepared(
+        prepared,
+        backend=backend,
+        spec=spec,
+        job_key=job_key,
+        layout=layout,
+        conn_id=round_.conn_id,
+        attempt=1,
+        timeout_seconds=round_.timeout_seconds,
+        on_input_change=round_.on_input_change,
+    )
+    if estimate is not None:
+        manifest.extra["cost_estimate"] = estimate.to_dict()
+    return manifest
+
+
+def _in_place(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> PreparedJob | None:
+    """The requests built where the items are, when the backend can and ``requests_in_sql`` allows."""
+    if round_.requests_in_sql is False:
+        return None
+    job = InPlaceRequests(
+        source=round_.source,
+        id_field=round_.id_field,
+        template=round_.template,
+        body_field=round_.body_field,
+        spec=round_.spec,
+        force=round_.requests_in_sql,
+        layout_root=layout.root,
+        job_key=job_key,
+        on_input_change=round_.on_input_change,
+    )
+    reasons = backend.in_place_obstacles(job)
+    if reasons and round_.requests_in_sql:
+        raise ConfigurationError(f"{round_.task}: requests_in_sql=True, but {'; '.join(reasons)}")
+    return None if reasons else backend.prepare_in_place(job)
+
+
+def check_cost(round_: FirstRound, prepared: PreparedJob) -> CostEstimate | None:
+    """Estimate the job's batch cost from its request files (no API call); refuse it above ``max_cost``."""
+    spec, max_cost = round_.spec, round_.max_cost
+    estimate = estimate_cost(
+        spec.model,
+        prepared.item_count,
+        sum(chunk.bytes for chunk in prepared.chunks),
+        spec.parameters,
+        spec.kind is Kind.EMBEDDING,
+        round_.prices,
+    )
+    if estimate is None:
+        if max_cost is not None:
+            raise ConfigurationError(
+                f"{round_.task}: cannot check max_cost=${max_cost:g}: no price is known for model "
+                f"{spec.model!r}; give it with prices= or [llm_batch] price_table. Nothing was submitted."
+            )
+        log.info("No price is known for model %s: no cost estimate", spec.model)
+        return None
+    log.info("Estimated cost: %s", estimate.describe())
+    if max_cost is not None and estimate.batch_cost > max_cost:
+        raise BudgetExceededError(
+            f"{round_.task}: the estimated cost is above max_cost=${max_cost:g}, so nothing was "
+            f"submitted. Estimate: {estimate.describe()}. Raise max_cost, set a lower max_tokens, or "
+            "submit fewer items.",
+            estimate=estimate.batch_cost,
+            max_cost=max_cost,
+        )
+    return estimate
+
+
+def submit_retry(
+    summary: Mapping[str, Any],
+    backend: BatchBackend,
+    previous_root: StoragePath,
+    failed_items: StoragePath,
+    job_key: JobKey,
+    *,
+    timeout_seconds: float,
+    on_input_change: str = "fail",
+) -> Manifest:
+    """Resubmit the items a Results summary reported as retryable, as the next attempt, with their
+    original requests (selected in place when the previous attempt was built there)."""
+    previous = JobLayout(previous_root)
+    attempt = int(summary["attempt"]) + 1
+    layout = JobLayout(previous.root.parent / f"attempt-{attempt}")
+    spec = RequestSpec(model=summary["model"], kind=Kind(summary["kind"]))
+    job = InPlaceRequests(
+        source=None,
+        id_field="key",
+        template=None,
+        body_field=None,
+        spec=spec,
+        force=None,
+        layout_root=layout.root,
+        job_key=job_key,
+        on_input_change=on_input_change,
+    )
+    prepared = backend.retry_in_place(previous.root, job, retryable_ids(failed_items))
+    if prepared is None:
+        prepared = prepare_retry(previous, failed_items, summary["model"], backend, layout.requests_dir)
+    log.info("Attempt %d: resubmitting %d item(s) that failed with a retryable error", attempt, prepared.item_count)
+    if summary.get("has_schema"):
+        with previous.schema_file.open("rb") as source, layout.schema_file.open("wb") as target:
+            target.write(source.read())
+    manifest = submit_prepared(
+        prepared,
+        backend=backend,
+        spec=spec,
+        job_key=job_key,
+        layout=layout,
+        conn_id=summary["conn_id"],
+        attempt=attempt,
+        timeout_seconds=timeout_seconds,
+        on_input_change=on_input_change,
+    )
+    manifest.has_schema = bool(summary.get("has_schema"))
+    return manifest
