@@ -101,6 +101,21 @@ class ItemResult:
 
 
 ITEM_RESULT_COLUMNS: tuple[str, ...] = tuple(ItemResult.__dataclass_fields__)
+# The result row's columns and the kind of value each holds, in the order of ItemResult's fields
+# (which is also the JSONL key order: orjson writes a dataclass field by field). The one
+# definition: the Parquet schema (``io/sinks.py``) and the BigQuery table's first columns
+# (``io/bigquery_sink.py``) map these kinds to their own types. Unlisted fields are strings.
+_COLUMN_KINDS = {
+    "json": "json",  # the structured output; a JSON-encoded string in Parquet, JSON in BigQuery
+    "embedding": "float_list",
+    "retryable": "bool",
+    "attempt": "int32",
+    "input_tokens": "int64",
+    "output_tokens": "int64",
+}
+RESULT_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (name, _COLUMN_KINDS.get(name, "string")) for name in ITEM_RESULT_COLUMNS
+)
 
 
 @dataclass(slots=True)

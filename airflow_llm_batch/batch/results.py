@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar, cast
 
 from airflow_llm_batch.batch import jsonl
@@ -38,6 +36,7 @@ from airflow_llm_batch.batch.records import (
 from airflow_llm_batch.batch.row_blocks import RowBlock
 from airflow_llm_batch.batch.schema import OutputValidator
 from airflow_llm_batch.batch.storage import uri_of
+from airflow_llm_batch.batch.summary import ResultsSummary
 from airflow_llm_batch.exceptions import BatchFailedError
 
 log = logging.getLogger(__name__)
@@ -61,41 +60,6 @@ class ColumnSink(RowSink, Protocol):
     """A sink that also takes rows as columns (:class:`RowBlock`), in order with single rows."""
 
     def write_block(self, block: RowBlock) -> None: ...
-
-
-@dataclass
-class ResultsSummary:
-    """What the Results task returns through XCom: counts, tokens and where the files are."""
-
-    items: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    retryable: int = 0
-    permanent: int = 0
-    by_error_type: Counter[str] = field(default_factory=Counter)
-    input_tokens: int = 0
-    output_tokens: int = 0
-
-    def add(self, row: ItemResult) -> None:
-        self.items += 1
-        if row.status == ItemStatus.SUCCEEDED:
-            self.succeeded += 1
-        else:
-            self.failed += 1
-            self.by_error_type[row.error_type or "unknown"] += 1
-            if row.retryable:
-                self.retryable += 1
-            else:
-                self.permanent += 1
-        self.input_tokens += row.input_tokens or 0
-        self.output_tokens += row.output_tokens or 0
-
-    def add_usual(self, count: int, input_tokens: int, output_tokens: int) -> None:
-        """``count`` succeeded rows with these tokens in all (a block's usual rows)."""
-        self.items += count
-        self.succeeded += count
-        self.input_tokens += input_tokens
-        self.output_tokens += output_tokens
 
 
 def collect_results(
@@ -157,12 +121,7 @@ def collect_results(
         "kind": manifest.kind,
         "has_schema": manifest.has_schema,
         "attempt": manifest.attempt,
-        "items": summary.items,
-        "succeeded": summary.succeeded,
-        "failed": summary.failed,
-        "retryable": summary.retryable,
-        "permanent": summary.permanent,
-        "by_error_type": dict(sorted(summary.by_error_type.items())),
+        **summary.counts(),
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "cost": cost_summary(manifest.provider, manifest.model, summary.input_tokens, summary.output_tokens, prices),

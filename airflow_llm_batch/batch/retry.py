@@ -13,16 +13,16 @@ ids at a time, never the whole job.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend
-from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.prepare import ChunkWriter, PreparedJob
-from airflow_llm_batch.batch.records import ItemResult, ItemStatus
+from airflow_llm_batch.batch.records import ItemResult
+from airflow_llm_batch.batch.state import JobLayout
 from airflow_llm_batch.batch.storage import StoragePath, uri_of
+from airflow_llm_batch.batch.summary import ResultsSummary
 
 log = logging.getLogger(__name__)
 
@@ -82,35 +82,22 @@ def consolidate(attempt_results: Sequence[StoragePath], sink: Any) -> dict[str, 
 
     :param attempt_results: the results files of attempts 1..n, in order.
     """
-    counts: Counter[str] = Counter()
-    by_error: Counter[str] = Counter()
-    tokens = Counter[str]()
+    summary = ResultsSummary()
     for index, path in enumerate(attempt_results):
         resubmitted = _ids_of(attempt_results[index + 1]) if index + 1 < len(attempt_results) else set()
         for row in iter_result_rows(path):
-            tokens["input"] += row.get("input_tokens") or 0
-            tokens["output"] += row.get("output_tokens") or 0
+            summary.add_tokens(row.get("input_tokens") or 0, row.get("output_tokens") or 0)
             if row["id"] in resubmitted:
                 continue
-            sink.write(ItemResult(**row))
-            counts["items"] += 1
-            if row["status"] == ItemStatus.SUCCEEDED:
-                counts["succeeded"] += 1
-            else:
-                counts["failed"] += 1
-                counts["retryable" if row.get("retryable") else "permanent"] += 1
-                by_error[row.get("error_type") or "unknown"] += 1
+            item = ItemResult(**row)
+            sink.write(item)
+            summary.count(item)
     sink.close()
     return {
-        "items": counts["items"],
-        "succeeded": counts["succeeded"],
-        "failed": counts["failed"],
-        "retryable": counts["retryable"],
-        "permanent": counts["permanent"],
-        "by_error_type": dict(sorted(by_error.items())),
+        **summary.counts(),
         "attempts": len(attempt_results),
-        "input_tokens": tokens["input"],
-        "output_tokens": tokens["output"],
+        "input_tokens": summary.input_tokens,
+        "output_tokens": summary.output_tokens,
         "output_uri": sink.uri,
         "attempt_results": [uri_of(p) for p in attempt_results],
     }

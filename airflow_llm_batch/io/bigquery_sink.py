@@ -24,30 +24,24 @@ from pathlib import Path
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.batch.records import ITEM_RESULT_COLUMNS, RESULT_COLUMNS, JobKey
 from airflow_llm_batch.exceptions import ConfigurationError
 from airflow_llm_batch.io.bigquery import DEFAULT_CONN_ID, GoogleSettings, api_message, connection_settings, table_id
 
 LOAD_FORMATS = ("parquet", "jsonl")
 ROWS_PER_LOAD_FILE = 100_000  # caps what one upload holds in memory (the client sends 100 MB chunks)
 ROW_GROUP = 10_000
-# The result row's columns (ItemResult), then who wrote them; (name, type, mode).
+# The result row's columns (``records.RESULT_COLUMNS``), then who wrote them; (name, type, mode).
+_BIGQUERY_KINDS = {
+    "string": ("STRING", "NULLABLE"),
+    "json": ("JSON", "NULLABLE"),
+    "float_list": ("FLOAT", "REPEATED"),
+    "bool": ("BOOLEAN", "NULLABLE"),
+    "int32": ("INTEGER", "NULLABLE"),
+    "int64": ("INTEGER", "NULLABLE"),
+}
 RESULT_FIELDS: tuple[tuple[str, str, str], ...] = (
-    ("id", "STRING", "NULLABLE"),
-    ("status", "STRING", "NULLABLE"),
-    ("text", "STRING", "NULLABLE"),
-    ("json", "JSON", "NULLABLE"),
-    ("embedding", "FLOAT", "REPEATED"),
-    ("error_type", "STRING", "NULLABLE"),
-    ("error_message", "STRING", "NULLABLE"),
-    ("retryable", "BOOLEAN", "NULLABLE"),
-    ("provider", "STRING", "NULLABLE"),
-    ("model", "STRING", "NULLABLE"),
-    ("batch_id", "STRING", "NULLABLE"),
-    ("attempt", "INTEGER", "NULLABLE"),
-    ("input_tokens", "INTEGER", "NULLABLE"),
-    ("output_tokens", "INTEGER", "NULLABLE"),
-    ("finish_reason", "STRING", "NULLABLE"),
+    *((name, *_BIGQUERY_KINDS[kind]) for name, kind in RESULT_COLUMNS),
     ("dag_id", "STRING", "NULLABLE"),
     ("run_id", "STRING", "NULLABLE"),
     ("task_id", "STRING", "NULLABLE"),
@@ -188,7 +182,7 @@ class BigQuerySink:
 
     def _staged_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         assert self._writer is not None
-        staged = {name: row.get(name) for name, _, _ in RESULT_FIELDS[:15]}
+        staged = {name: row.get(name) for name in ITEM_RESULT_COLUMNS}
         if staged["json"] is not None:
             staged["json"] = jsonl.dumps(staged["json"]).decode()
         staged.update(dag_id=self._writer.dag_id, run_id=self._writer.run_id, task_id=writer_task(self._writer))

@@ -6,7 +6,7 @@ import operator
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.records import ItemResult
+from airflow_llm_batch.batch.records import RESULT_COLUMNS, ItemResult
 from airflow_llm_batch.batch.row_blocks import RowBlock, Same
 from airflow_llm_batch.batch.storage import StoragePath, uri_of
 from airflow_llm_batch.exceptions import ConfigurationError
@@ -18,6 +18,7 @@ _UNIQUE_PER_ROW = frozenset({"id", "text", "json"})
 
 class JsonlSink:
     def __init__(self, path: StoragePath) -> None:
+        self.path = path
         self.uri = uri_of(path)
         self._writer = jsonl.JsonlWriter(path)
 
@@ -31,27 +32,18 @@ class JsonlSink:
 
 
 def parquet_schema() -> Any:
+    """The results file's Parquet schema, from the result columns (``records.RESULT_COLUMNS``)."""
     import pyarrow as pa
 
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("status", pa.string()),
-            ("text", pa.string()),
-            ("json", pa.string()),  # the structured output, JSON-encoded (its shape is the user's schema)
-            ("embedding", pa.list_(pa.float32())),
-            ("error_type", pa.string()),
-            ("error_message", pa.string()),
-            ("retryable", pa.bool_()),
-            ("provider", pa.string()),
-            ("model", pa.string()),
-            ("batch_id", pa.string()),
-            ("attempt", pa.int32()),
-            ("input_tokens", pa.int64()),
-            ("output_tokens", pa.int64()),
-            ("finish_reason", pa.string()),
-        ]
-    )
+    types = {
+        "string": pa.string(),
+        "json": pa.string(),  # the structured output, JSON-encoded (its shape is the user's schema)
+        "float_list": pa.list_(pa.float32()),
+        "bool": pa.bool_(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+    }
+    return pa.schema([(name, types[kind]) for name, kind in RESULT_COLUMNS])
 
 
 class ParquetSink:
@@ -65,6 +57,7 @@ class ParquetSink:
     def __init__(self, path: StoragePath) -> None:
         import pyarrow.parquet as pq
 
+        self.path = path
         self.uri = uri_of(path)
         self._schema = parquet_schema()
         self._stream = path.open("wb")

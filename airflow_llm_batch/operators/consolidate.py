@@ -47,44 +47,18 @@ class LLMBatchConsolidateOperator(BaseOperator):
         self.sink = sink
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_llm_batch.batch import jsonl
-        from airflow_llm_batch.batch.pricing import cost_summary
-        from airflow_llm_batch.batch.retry import consolidate
+        from airflow_llm_batch.batch.finish import finish_consolidated
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.io.sinks import open_sink
         from airflow_llm_batch.operators._common import job_key_of, storage_path
 
-        summaries = sorted((s for s in self.summaries or [] if s), key=lambda s: int(s["attempt"]))
-        if not summaries:
-            raise ValueError(f"{self.task_id}: no Results summary to consolidate; is the first round upstream?")
-        first = summaries[0]
-        job_root = storage_path(first["work_uri"]).parent
-        out_dir = storage_path(self.output_dir) if self.output_dir else job_root / "final"
-        if self.sink is not None:  # checked before anything is written: a conflicting table writes nothing
-            schema_file = storage_path(first["work_uri"]) / "schema.json"
-            schema = jsonl.loads(schema_file.read_bytes()) if first.get("has_schema") else None
-            self.sink.prepare(job_key_of(context), schema)
-        sink = open_sink(out_dir, self.output_format, stem="final")
-        result = consolidate([storage_path(s["output_uri"]) for s in summaries], sink)
-        result.update(job_key=first["job_key"], provider=first["provider"], model=first["model"])
-        result["cost"] = cost_summary(
-            first["provider"], first["model"], result["input_tokens"], result["output_tokens"], price_table(self.prices)
+        return finish_consolidated(
+            self.summaries,
+            task=self.task_id,
+            path_of=storage_path,
+            open_rows=lambda directory: open_sink(directory, self.output_format, stem="final"),
+            output_dir=self.output_dir,
+            table=self.sink,
+            job_key=job_key_of(context),
+            prices=price_table(self.prices),
         )
-        if self.sink is not None:
-            from airflow_llm_batch.batch.retry import iter_result_rows
-
-            result["sink"] = self.sink.write(iter_result_rows(storage_path(result["output_uri"])))
-        with (out_dir / "summary.json").open("wb") as stream:
-            stream.write(jsonl.dumps(result, option=jsonl.orjson.OPT_INDENT_2))
-        self.log.info(
-            "%d items after %d attempt(s): %d succeeded, %d failed (%d permanent, %d retryable left) %s; at %s",
-            result["items"],
-            result["attempts"],
-            result["succeeded"],
-            result["failed"],
-            result["permanent"],
-            result["retryable"],
-            result["by_error_type"] or "",
-            result["output_uri"],
-        )
-        return result

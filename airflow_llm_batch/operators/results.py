@@ -65,62 +65,24 @@ class LLMBatchResultsOperator(BaseOperator):
         self._output_uri: str | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_llm_batch.batch import jsonl
-        from airflow_llm_batch.batch.job import JobLayout
+        from airflow_llm_batch.batch.finish import finish_results
         from airflow_llm_batch.batch.manifest import Manifest
-        from airflow_llm_batch.batch.results import collect_results
-        from airflow_llm_batch.batch.schema import OutputValidator
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.io.sinks import open_sink
         from airflow_llm_batch.operators._common import job_key_of, storage_path
 
         manifest = Manifest.from_dict(self.manifest)
-        layout = JobLayout(storage_path(manifest.work_uri))
-        validator = response_schema = None
-        if manifest.has_schema:
-            with layout.schema_file.open("rb") as stream:
-                response_schema = jsonl.loads(stream.read())
-            validator = OutputValidator(response_schema)
-        if self.sink is not None:  # checked before any result is read: a conflicting table writes nothing
-            self.sink.prepare(job_key_of(context), response_schema)
-        out_dir = storage_path(self.output_dir) if self.output_dir else layout.results_dir
-        sink = open_sink(out_dir, self.output_format)
-        backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
-        try:
-            summary = collect_results(manifest, backend, layout, sink, validator, prices=price_table(self.prices))
-        finally:
-            backend.close()
-        self.log.info(
-            "%d items: %d succeeded, %d failed (%d retryable, %d permanent) %s; tokens in %d / out %d; results at %s",
-            summary["items"],
-            summary["succeeded"],
-            summary["failed"],
-            summary["retryable"],
-            summary["permanent"],
-            summary["by_error_type"] or "",
-            summary["input_tokens"],
-            summary["output_tokens"],
-            summary["output_uri"],
+        summary = finish_results(
+            manifest,
+            LLMBatchHook(manifest.conn_id, manifest.provider).get_conn(),
+            path_of=storage_path,
+            open_rows=lambda directory: open_sink(directory, self.output_format),
+            output_dir=self.output_dir,
+            table=self.sink,
+            job_key=job_key_of(context),
+            prices=price_table(self.prices),
         )
-        cost = summary["cost"]
-        if cost["batch"] is not None:
-            self.log.info(
-                "Cost: $%.4f at batch prices; the same tokens in real time: $%.4f (saved $%.4f); prices: %s",
-                cost["batch"],
-                cost["realtime"],
-                cost["savings"],
-                cost["price_source"],
-            )
-        else:
-            self.log.info("Cost unknown: %s", cost["price_source"])
-        if self.sink is not None:
-            from airflow_llm_batch.batch.retry import iter_result_rows
-
-            summary["sink"] = self.sink.write(iter_result_rows(storage_path(summary["output_uri"])))
-            self.log.info(
-                "Wrote %d rows to %s (replacing this task's rows of this run)", summary["sink"]["rows"], self.sink.uri
-            )
         self._output_uri = summary["output_uri"]
         self._record_asset_events(context, summary)
         return summary

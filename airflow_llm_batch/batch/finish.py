@@ -1,0 +1,155 @@
+"""The finish use case: result rows into a file, then into a table if asked; a summary back.
+
+Shared by ``LLMBatchResultsOperator`` (one attempt's ended batches, :func:`finish_results`) and
+``LLMBatchConsolidateOperator`` (every attempt's results files, :func:`finish_consolidated`), so
+both read the job's schema, check the table before writing anything, and load it from the
+finished file the same way. The operators hand in how to open a file sink and how to turn a URI
+into a path (``io/`` and Airflow's ``ObjectStoragePath`` stay above this layer).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import BatchBackend
+from airflow_llm_batch.batch.manifest import Manifest
+from airflow_llm_batch.batch.pricing import PriceTable, cost_summary
+from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.batch.results import RowSink, collect_results
+from airflow_llm_batch.batch.retry import consolidate, iter_result_rows
+from airflow_llm_batch.batch.schema import OutputValidator
+from airflow_llm_batch.batch.state import JobLayout
+from airflow_llm_batch.batch.storage import StoragePath
+
+log = logging.getLogger(__name__)
+
+
+class FileSink(RowSink, Protocol):
+    """The results file being written (``io/sinks.py``)."""
+
+    path: StoragePath
+
+
+class TableSink(Protocol):
+    """A table the rows also go to (``io/bigquery_sink.BigQuerySink``)."""
+
+    uri: str
+
+    def prepare(self, job_key: JobKey, schema: Mapping[str, Any] | None) -> None: ...
+
+    def write(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]: ...
+
+
+def job_schema(layout: JobLayout, has_schema: bool) -> dict[str, Any] | None:
+    """The response schema the Submit task stored beside its requests, if it had one."""
+    if not has_schema:
+        return None
+    with layout.schema_file.open("rb") as stream:
+        return dict(jsonl.loads(stream.read()))
+
+
+def finish_results(
+    manifest: Manifest,
+    backend: BatchBackend,
+    *,
+    path_of: Callable[[str], StoragePath],
+    open_rows: Callable[[StoragePath], FileSink],
+    output_dir: str | None,
+    table: TableSink | None,
+    job_key: JobKey,
+    prices: PriceTable | None,
+) -> dict[str, Any]:
+    """One row per submitted item into ``results.<format>`` (and ``table``); the Results summary.
+
+    :param backend: closed here once the results are read.
+    """
+    layout = JobLayout(path_of(manifest.work_uri))
+    schema = job_schema(layout, manifest.has_schema)
+    validator = OutputValidator(schema) if schema is not None else None
+    if table is not None:  # checked before any result is read: a conflicting table writes nothing
+        table.prepare(job_key, schema)
+    rows = open_rows(path_of(output_dir) if output_dir else layout.results_dir)
+    try:
+        summary = collect_results(manifest, backend, layout, rows, validator, prices=prices)
+    finally:
+        backend.close()
+    log.info(
+        "%d items: %d succeeded, %d failed (%d retryable, %d permanent) %s; tokens in %d / out %d; results at %s",
+        summary["items"],
+        summary["succeeded"],
+        summary["failed"],
+        summary["retryable"],
+        summary["permanent"],
+        summary["by_error_type"] or "",
+        summary["input_tokens"],
+        summary["output_tokens"],
+        summary["output_uri"],
+    )
+    _log_cost(summary["cost"])
+    if table is not None:
+        summary["sink"] = table.write(iter_result_rows(rows.path))
+        log.info("Wrote %d rows to %s (replacing this task's rows of this run)", summary["sink"]["rows"], table.uri)
+    return summary
+
+
+def finish_consolidated(
+    summaries: Sequence[Mapping[str, Any] | None],
+    *,
+    task: str,
+    path_of: Callable[[str], StoragePath],
+    open_rows: Callable[[StoragePath], FileSink],
+    output_dir: str | None,
+    table: TableSink | None,
+    job_key: JobKey,
+    prices: PriceTable | None,
+) -> dict[str, Any]:
+    """Every input id once, from its last attempt, into ``final.<format>`` (and ``table``).
+
+    :param summaries: the Results summaries of every round; skipped rounds (``None``) are ignored.
+    """
+    rounds = sorted((s for s in summaries or [] if s), key=lambda s: int(s["attempt"]))
+    if not rounds:
+        raise ValueError(f"{task}: no Results summary to consolidate; is the first round upstream?")
+    first = rounds[0]
+    first_layout = JobLayout(path_of(first["work_uri"]))
+    out_dir = path_of(output_dir) if output_dir else first_layout.root.parent / "final"
+    if table is not None:  # checked before anything is written: a conflicting table writes nothing
+        table.prepare(job_key, job_schema(first_layout, bool(first.get("has_schema"))))
+    rows = open_rows(out_dir)
+    result = consolidate([path_of(s["output_uri"]) for s in rounds], rows)
+    result.update(job_key=first["job_key"], provider=first["provider"], model=first["model"])
+    result["cost"] = cost_summary(
+        first["provider"], first["model"], result["input_tokens"], result["output_tokens"], prices
+    )
+    if table is not None:
+        result["sink"] = table.write(iter_result_rows(rows.path))
+    with (out_dir / "summary.json").open("wb") as stream:
+        stream.write(jsonl.dumps(result, option=jsonl.orjson.OPT_INDENT_2))
+    log.info(
+        "%d items after %d attempt(s): %d succeeded, %d failed (%d permanent, %d retryable left) %s; at %s",
+        result["items"],
+        result["attempts"],
+        result["succeeded"],
+        result["failed"],
+        result["permanent"],
+        result["retryable"],
+        result["by_error_type"] or "",
+        result["output_uri"],
+    )
+    return result
+
+
+def _log_cost(cost: Mapping[str, Any]) -> None:
+    if cost["batch"] is not None:
+        log.info(
+            "Cost: $%.4f at batch prices; the same tokens in real time: $%.4f (saved $%.4f); prices: %s",
+            cost["batch"],
+            cost["realtime"],
+            cost["savings"],
+            cost["price_source"],
+        )
+    else:
+        log.info("Cost unknown: %s", cost["price_source"])

@@ -1,0 +1,63 @@
+"""Counting result rows for a summary: by status, retryable or permanent, error type; and tokens."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_llm_batch.batch.records import ItemResult, ItemStatus
+
+
+@dataclass
+class ResultsSummary:
+    """The counts and tokens of a Results or Consolidate summary (one way of counting for both)."""
+
+    items: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retryable: int = 0
+    permanent: int = 0
+    by_error_type: Counter[str] = field(default_factory=Counter)
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, row: ItemResult) -> None:
+        """One final row: counted, and its tokens added."""
+        self.count(row)
+        self.add_tokens(row.input_tokens or 0, row.output_tokens or 0)
+
+    def count(self, row: ItemResult) -> None:
+        """One final row counted by status and error (its tokens not added)."""
+        self.items += 1
+        if row.status == ItemStatus.SUCCEEDED:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+            self.by_error_type[row.error_type or "unknown"] += 1
+            if row.retryable:
+                self.retryable += 1
+            else:
+                self.permanent += 1
+
+    def add_tokens(self, input_tokens: int, output_tokens: int) -> None:
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+
+    def add_usual(self, count: int, input_tokens: int, output_tokens: int) -> None:
+        """``count`` succeeded rows with these tokens in all (a block's usual rows)."""
+        self.items += count
+        self.succeeded += count
+        self.input_tokens += input_tokens
+        self.output_tokens += output_tokens
+
+    def counts(self) -> dict[str, Any]:
+        """The summary's counts, in the order the XCom value shows them."""
+        return {
+            "items": self.items,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "retryable": self.retryable,
+            "permanent": self.permanent,
+            "by_error_type": dict(sorted(self.by_error_type.items())),
+        }
