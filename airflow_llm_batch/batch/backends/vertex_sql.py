@@ -11,13 +11,17 @@ import hashlib
 import json
 import string
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from airflow_llm_batch.batch.backends.base import RequestSpec
 from airflow_llm_batch.exceptions import ConfigurationError
 
-if TYPE_CHECKING:
-    from airflow_llm_batch.batch.backends.vertex import VertexBackend
+
+class BodyBuilder(Protocol):
+    """A backend, as far as the SQL text needs one: what one request's body looks like."""
+
+    def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]: ...
+
 
 _PROMPT = "\x00llm-batch-prompt\x00"  # stands for the prompt text while the static JSON is built
 
@@ -68,7 +72,7 @@ def prompt_expression(template: str) -> str:
     return " || ".join(parts) or "''"
 
 
-def request_json_parts(backend: VertexBackend, spec: RequestSpec) -> tuple[str, str]:
+def request_json_parts(backend: BodyBuilder, spec: RequestSpec) -> tuple[str, str]:
     """The request's JSON before and after the prompt's JSON string, as the worker path builds it."""
     encoded = json.dumps(backend.build_body(spec, _PROMPT), ensure_ascii=False, separators=(",", ":"))
     before, found, after = encoded.partition(json.dumps(_PROMPT))

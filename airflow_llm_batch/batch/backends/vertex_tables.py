@@ -32,10 +32,10 @@ import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import ChunkFile, InPlaceRequests, PreparedJob, RequestSpec
+from airflow_llm_batch.batch.backends.base import ChunkFile, InPlaceRequests, PreparedJob, ProviderLimits, RequestSpec
 from airflow_llm_batch.batch.backends.vertex_sql import (
     check_sql,
     chunk_sql,
@@ -51,7 +51,7 @@ from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.exceptions import ConfigurationError, InvalidInputError
 
 if TYPE_CHECKING:
-    from airflow_llm_batch.batch.backends.vertex import VertexBackend
+    from airflow_llm_batch.batch.google_settings import GoogleSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,33 @@ ID_PAGE_ROWS = 50_000
 # others (BOOL 'true' vs 'True', FLOAT, TIMESTAMP...) keep the worker path unless SQL is forced.
 SAME_TEXT_TYPES = {"STRING", "INTEGER", "INT64"}
 NOT_SCALAR_TYPES = {"RECORD", "STRUCT", "JSON", "BYTES", "GEOGRAPHY", "RANGE"}
+
+
+class TablesBackend(Protocol):
+    """What the request tables use of the Vertex backend (``vertex.py`` imports this module, so
+    this module names the backend by what it offers, not by import)."""
+
+    limits: ProviderLimits
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def dataset(self) -> str: ...
+
+    @property
+    def bigquery(self) -> Any: ...
+
+    @property
+    def settings(self) -> GoogleSettings: ...
+
+    def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]: ...
+
+    def check_model(self, spec: RequestSpec) -> None: ...
+
+    def check_spec(self, spec: RequestSpec) -> None: ...
+
+    def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -83,7 +110,7 @@ class SqlRequestTables:
     """
 
     def __init__(
-        self, backend: VertexBackend, layout: JobLayout, job_key: JobKey, on_input_change: str = "fail"
+        self, backend: TablesBackend, layout: JobLayout, job_key: JobKey, on_input_change: str = "fail"
     ) -> None:
         self.backend = backend
         self.layout = layout
@@ -294,7 +321,7 @@ def obstacles(job: InPlaceRequests) -> list[str]:
     return reasons
 
 
-def prepare_from_source(backend: VertexBackend, job: InPlaceRequests) -> PreparedJob | None:
+def prepare_from_source(backend: TablesBackend, job: InPlaceRequests) -> PreparedJob | None:
     """The first round's request tables built in BigQuery, or ``None`` when a column's text would
     differ from the worker path's (``requests_in_sql=None``) or the dry run fails there."""
     backend.check_model(job.spec)
@@ -330,7 +357,7 @@ def prepare_from_source(backend: VertexBackend, job: InPlaceRequests) -> Prepare
 
 
 def retry_from_tables(
-    backend: VertexBackend, previous_root: StoragePath, job: InPlaceRequests, retryable: Mapping[int, set[str]]
+    backend: TablesBackend, previous_root: StoragePath, job: InPlaceRequests, retryable: Mapping[int, set[str]]
 ) -> PreparedJob | None:
     """A retry round's request tables selected from the previous attempt's, when that attempt built
     its requests in SQL; else ``None``."""

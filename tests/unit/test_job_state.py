@@ -1,0 +1,132 @@
+"""job.py's state machine: each chunk's batch created once per job key, across task retries.
+
+A fake backend stands in for the provider here (the real ones are exercised against the
+emulator in tests/integration): it records every create and every lookup by the job-key tag, and
+reads the state file at the moment of each create, so the *intent before the call* rule is seen.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import ChunkFile, PreparedJob, RequestSpec
+from airflow_llm_batch.batch.job import submit_prepared
+from airflow_llm_batch.batch.records import JobKey, Kind
+from airflow_llm_batch.batch.state import JobLayout, JobState
+from airflow_llm_batch.exceptions import StateConflictError
+
+KEY = JobKey("dag", "submit", "run-1", -1)
+SPEC = RequestSpec(model="gpt-4.1-mini", kind=Kind.CHAT)
+
+
+class FakeBackend:
+    provider = "fake"
+
+    def __init__(self, layout: JobLayout, tagged: dict[int, str] | None = None, fail_on: int | None = None) -> None:
+        self.layout = layout
+        self.tagged = dict(tagged or {})
+        self.fail_on = fail_on
+        self.created: list[int] = []
+        self.looked_up: list[int] = []
+        self.state_at_create: list[dict] = []
+
+    def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
+        self.state_at_create.append(JobState.load(self.layout.state_file).chunk(chunk.index))
+        if chunk.index == self.fail_on:
+            raise ConnectionError("the create call dropped")
+        self.created.append(chunk.index)
+        return f"batch-{chunk.index}-{len(self.created)}"
+
+    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
+        self.looked_up.append(chunk_index)
+        return self.tagged.get(chunk_index)
+
+
+def prepared(layout: JobLayout, counts=(3, 2), fingerprint="fp-1") -> PreparedJob:
+    chunks = tuple(ChunkFile(i, layout.chunk_file(i), n, 100 * n, SPEC.model) for i, n in enumerate(counts))
+    return PreparedJob(chunks=chunks, item_count=sum(counts), fingerprint=fingerprint)
+
+
+def submit(layout, backend, job, *, now=1000.0, on_input_change="fail"):
+    return submit_prepared(
+        job,
+        backend=backend,  # type: ignore[arg-type]
+        spec=SPEC,
+        job_key=KEY,
+        layout=layout,
+        conn_id="conn",
+        attempt=1,
+        timeout_seconds=60,
+        on_input_change=on_input_change,
+        clock=lambda: now,
+    )
+
+
+@pytest.fixture
+def layout(tmp_path) -> JobLayout:
+    layout = JobLayout.for_job(tmp_path, KEY, attempt=1)
+    layout.requests_dir.mkdir(parents=True)
+    return layout
+
+
+def test_a_first_try_records_intent_before_each_create_and_the_batch_after(layout):
+    backend = FakeBackend(layout)
+    manifest = submit(layout, backend, prepared(layout))
+    assert backend.created == [0, 1] and backend.looked_up == []
+    assert [s["state"] for s in backend.state_at_create] == ["intent", "intent"]
+    state = JobState.load(layout.state_file)
+    assert [state.chunk(i)["state"] for i in (0, 1)] == ["submitted", "submitted"]
+    assert manifest.batch_ids == [state.chunk(0)["batch_id"], state.chunk(1)["batch_id"]]
+    assert (manifest.submitted_at, manifest.deadline, manifest.item_count) == (1000.0, 1060.0, 5)
+    assert state.data["fingerprint"] == "fp-1" and state.data["job_key"] == KEY.as_string()
+
+
+def test_a_task_retry_reattaches_and_keeps_the_first_deadline(layout):
+    first = submit(layout, FakeBackend(layout), prepared(layout))
+    backend = FakeBackend(layout)
+    again = submit(layout, backend, prepared(layout), now=5000.0)
+    assert backend.created == [] and backend.looked_up == []
+    assert again.batch_ids == first.batch_ids and again.deadline == first.deadline == 1060.0
+
+
+def test_a_chunk_left_at_intent_is_found_by_its_tag_and_not_created_again(layout):
+    backend = FakeBackend(layout, fail_on=1)
+    with pytest.raises(ConnectionError):
+        submit(layout, backend, prepared(layout))
+    assert JobState.load(layout.state_file).chunk(1)["state"] == "intent"
+
+    retry = FakeBackend(layout, tagged={1: "batch-found-by-tag"})
+    manifest = submit(layout, retry, prepared(layout))
+    assert retry.created == [] and retry.looked_up == [1]
+    assert manifest.batch_ids[1] == "batch-found-by-tag"
+    assert JobState.load(layout.state_file).chunk(1)["recovered"] is True
+
+
+def test_a_chunk_left_at_intent_that_the_provider_does_not_know_is_created_once_more(layout):
+    with pytest.raises(ConnectionError):
+        submit(layout, FakeBackend(layout, fail_on=0), prepared(layout))
+    retry = FakeBackend(layout)
+    manifest = submit(layout, retry, prepared(layout))
+    assert retry.looked_up == [0] and retry.created == [0, 1]
+    assert len(set(manifest.batch_ids)) == 2
+
+
+def test_changed_input_is_refused_before_any_create_unless_resubmit_is_asked(layout):
+    first = submit(layout, FakeBackend(layout), prepared(layout))
+    backend = FakeBackend(layout)
+    with pytest.raises(StateConflictError, match="on_input_change='resubmit'"):
+        submit(layout, backend, prepared(layout, counts=(4,), fingerprint="fp-2"))
+    assert backend.created == []
+
+    manifest = submit(layout, backend, prepared(layout, counts=(4,), fingerprint="fp-2"), on_input_change="resubmit")
+    assert backend.created == [0] and manifest.item_count == 4
+    state = jsonl.loads(layout.state_file.read_bytes())
+    assert state["fingerprint"] == "fp-2"
+    assert [c["batch_id"] for c in state["superseded"][0]["chunks"].values()] == first.batch_ids
+
+
+def test_an_empty_job_creates_nothing_and_still_has_a_deadline(layout):
+    backend = FakeBackend(layout)
+    manifest = submit(layout, backend, prepared(layout, counts=()))
+    assert backend.created == [] and manifest.batches == [] and manifest.deadline == 1060.0
