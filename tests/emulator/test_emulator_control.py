@@ -19,6 +19,8 @@ from emulator_test_helpers import chat_line
 from airflow_llm_batch.emulator import Emulator, EmulatorState, Scenario, create_app
 from airflow_llm_batch.emulator.app import PROVIDERS
 
+pytest_plugins = ("pytester",)
+
 
 def call(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
@@ -84,12 +86,28 @@ def test_requests_route_and_advance_route(emu: Emulator, client, submit) -> None
     assert call(f"{emu.url}/_emulator/advance", "POST", {"seconds": -1})[0] == 400
 
 
-def test_fixture_resets_between_tests_part_one(emu: Emulator) -> None:
-    emu.set_scenario(seed=123)
+def test_the_fixture_gives_each_test_a_clean_emulator(pytester: pytest.Pytester) -> None:
+    # Two tests in a session of their own, in a known order: the first leaves a scenario, a batch
+    # and a logged request behind; the second must see none of them (the plugin's reset).
+    pytester.makepyfile(
+        """
+        from openai import OpenAI
 
+        def test_leaves_state_behind(llm_batch_emulator):
+            llm_batch_emulator.set_scenario(seed=123, completion_seconds=50)
+            with OpenAI(api_key="k", base_url=llm_batch_emulator.openai_base_url, max_retries=0) as client:
+                list(client.batches.list())
+            assert llm_batch_emulator.scenario.seed == 123 and llm_batch_emulator.requests()
 
-def test_fixture_resets_between_tests_part_two(emu: Emulator) -> None:
-    assert emu.scenario.seed == 0
+        def test_sees_a_clean_emulator(llm_batch_emulator):
+            from airflow_llm_batch.emulator import Scenario
+
+            assert llm_batch_emulator.scenario == Scenario()
+            assert llm_batch_emulator.requests() == []
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:randomly", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
 
 
 def test_two_apps_can_share_one_state() -> None:
