@@ -104,6 +104,7 @@ def connection_form(conn_type: str) -> dict[str, Any]:
     return CONNECTION_FORMS.get(conn_type, {})
 
 
+# Longer than most: it is one literal, the provider metadata Airflow reads.
 def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-llm-batch",

@@ -3,7 +3,7 @@
     python scripts/check_imports.py        # prints the rules checked; exit 1 with each breach
 
 Every import counts: at module level, under ``TYPE_CHECKING`` and inside functions (a lazy import
-is still an arrow between layers). The rules (``docs/architecture.md``, ``ARCHITECTURE.md``):
+is still an arrow between layers). The rules (``docs/structure.md``):
 
 - ``batch/`` is the provider-neutral core: it imports neither ``io/`` nor ``operators/`` (nor the
   other Airflow-facing modules) nor Airflow itself;

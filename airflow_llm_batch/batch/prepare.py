@@ -155,6 +155,8 @@ class ChunkWriter:
         return tuple(sorted(self.chunks, key=lambda c: c.index)), self._hash.hexdigest()
 
 
+# Longer than most on purpose: one streaming pass renders, checks and writes every item (the
+# source is read once); each check is a few lines with its own message for the user.
 def prepare_chunks(
     items: Iterable[Any],
     *,

@@ -260,6 +260,8 @@ def _object_check(node: _Node) -> Check | None:
     return object_
 
 
+# Longer than most on purpose: one closure with every keyword's values bound as locals is the
+# hot path of output validation; a helper per keyword would add calls per value (bench/results.py).
 def _general_check(node: _Node) -> Check:
     """Every supported keyword, each tested only for the instances it applies to (as jsonschema)."""
     types, strings, others, integral = node.types, node.strings, node.others, _IntegralFloat

@@ -62,6 +62,8 @@ class ColumnSink(RowSink, Protocol):
     def write_block(self, block: RowBlock) -> None: ...
 
 
+# Longer than most on purpose: one pass per batch writes each row, its failed-items line and its
+# count together, for the row path and the columnar path alike (see the module docstring).
 def collect_results(
     manifest: Manifest,
     backend: BatchBackend,
