@@ -34,15 +34,14 @@ def backend_class(provider: str) -> type[BatchBackend]:
 
 
 def embeddings_refusal(provider: str | None, model: str) -> str | None:
-    """Which provider refuses embedding batches here: the one named, else the one whose models the
-    name belongs to (``claude-...``); ``None`` when none does. Asked when a DAG file is parsed, so it
-    reads the backends' class facts only (no client, no I/O)."""
+    """Why an embedding job is refused already when the DAG is parsed: the named provider, or the
+    one whose models the name belongs to (``claude-...``), has no embeddings batch API. ``None``:
+    no such refusal (other limits are checked at execute). Reads the backends' class facts only
+    (no client, no I/O), and only for embedding jobs."""
     for name in BACKENDS:
         cls = backend_class(name)
-        if cls.supports_embeddings:
-            continue
-        if provider == name or (cls.model_prefix and model.startswith(cls.model_prefix)):
-            return name
+        if cls.embeddings_refusal and (provider == name or (cls.model_prefix and model.startswith(cls.model_prefix))):
+            return cls.embeddings_refusal
     return None
 
 

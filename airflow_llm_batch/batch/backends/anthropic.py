@@ -82,6 +82,7 @@ class AnthropicBackend(BatchBackend):
         custom_id_max_length=64,
     )
     supports_embeddings = False
+    embeddings_refusal = "Anthropic has no embeddings batch API; embeddings work on OpenAI and Gemini"
     model_prefix = "claude"
     console_url_template = "https://console.anthropic.com/workspaces/default/batches/{batch_id}"
 

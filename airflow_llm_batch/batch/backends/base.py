@@ -161,7 +161,10 @@ class BatchBackend(ABC):
     provider: ClassVar[str]
     default_limits: ClassVar[ProviderLimits]
     supports_embeddings: ClassVar[bool] = True
-    # The prefix of this provider's model names where it has one of its own (``claude``).
+    # Why an embedding job can be refused as soon as the DAG is parsed (the provider has no
+    # embeddings batch API at all), and the prefix of the provider's own model names (``claude``)
+    # that tells the provider without a connection. ``None``: checked at execute (check_spec).
+    embeddings_refusal: ClassVar[str | None] = None
     model_prefix: ClassVar[str | None] = None
     console_url_template: ClassVar[str | None] = None
 
