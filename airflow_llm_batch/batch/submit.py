@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
@@ -53,7 +53,6 @@ class FirstRound:
     requests_in_sql: bool | None = None
     max_cost: float | None = None
     prices: PriceTable | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> Manifest:
