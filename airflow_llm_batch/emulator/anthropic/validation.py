@@ -44,10 +44,11 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 class AnthropicError(Exception):
     """An API error; the HTTP layer renders it with :func:`error_body`."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message)
