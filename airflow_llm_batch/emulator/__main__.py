@@ -65,6 +65,12 @@ def add_edge_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gemini-late-output-seconds", type=float, help="...and for S seconds after the end")
     parser.add_argument("--openai-short-output-reads", type=int, help="first N output downloads serve half the lines")
     parser.add_argument("--finalizing-seconds", type=float, help="OpenAI batches stay this much longer in finalizing")
+    parser.add_argument(
+        "--no-strict", dest="strict", action="store_false", default=None, help="answer bodies a real service refuses"
+    )
+    parser.add_argument(
+        "--openai-served-models", metavar="PATTERN,...", help="OpenAI models served (fnmatch patterns, comma-separated)"
+    )
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
@@ -81,10 +87,13 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         "gemini_late_output_seconds": args.gemini_late_output_seconds,
         "openai_short_output_reads": args.openai_short_output_reads,
         "finalizing_seconds": args.finalizing_seconds,
+        "strict": args.strict,
     }
     fields.update({name: value for name, value in flags.items() if value is not None})
     if args.item_error:
         fields["item_errors"] = {**fields.get("item_errors", {}), **dict(_item_error(s) for s in args.item_error)}
+    if args.openai_served_models:
+        fields["openai_served_models"] = [m.strip() for m in args.openai_served_models.split(",") if m.strip()]
     if args.queue_quota:
         fields["queue_quotas"] = [*fields.get("queue_quotas", []), *(_queue_quota(spec) for spec in args.queue_quota)]
     if args.create_429:

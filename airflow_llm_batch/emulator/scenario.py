@@ -111,6 +111,13 @@ class Scenario:
         its first half of lines (whole lines), though ``request_counts`` already say completed.
     :param finalizing_seconds: OpenAI batches stay in ``finalizing`` this much longer before
         ``completed`` (snapshotted at create, like ``completion_seconds``).
+    :param strict: refuse request bodies the way each real service does (OpenAI: 400/404 lines in
+        the error file; Anthropic: ``errored`` results; Gemini: 400 at create). False answers every
+        well-formed batch, whatever its bodies hold.
+    :param openai_served_models: the OpenAI models the emulated account serves (``fnmatch``
+        patterns); other models get 404 lines in strict mode. None: ``openai/strict.py``'s default.
+    :param gemini_camel_case_file_lines: strict mode also refuses snake_case field names in Gemini
+        input-file lines (off by default: proto JSON accepts both spellings; see docs/emulator.md).
     """
 
     completion_seconds: float = 3.0
@@ -133,6 +140,9 @@ class Scenario:
     gemini_late_output_seconds: float = 0.0
     openai_short_output_reads: int = 0
     finalizing_seconds: float = 0.0
+    strict: bool = True
+    openai_served_models: list[str] | None = None
+    gemini_camel_case_file_lines: bool = False
 
     def __post_init__(self) -> None:
         self.http_faults = [f if isinstance(f, HttpFault) else _fault_from_dict(f) for f in self.http_faults]

@@ -24,6 +24,7 @@ from typing import Any
 
 from airflow_llm_batch.emulator import fake_llm
 from airflow_llm_batch.emulator.anthropic import lines
+from airflow_llm_batch.emulator.anthropic.strict import params_problem
 from airflow_llm_batch.emulator.anthropic.validation import (
     MAX_BYTES,
     MAX_REQUESTS,
@@ -60,6 +61,7 @@ class BatchItem:
     error_kind: str | None
     invalid_output: bool
     malformed_line: bool
+    problem: str | None = None  # strict mode: why the Messages endpoint refuses these params
 
 
 @dataclass(frozen=True)
@@ -176,7 +178,7 @@ class AnthropicService:
                 400, "The batch failed validation and was not created (emulated: batch_outcome=failed)."
             )
         now = self.state.now()
-        models = {str(request.params["model"]) for request in requests}
+        models = {str(request.params["model"]) for request in requests if request.params.get("model") is not None}
         model = models.pop() if len(models) == 1 else None
         load = batch_load(requests)
         # The queue is per model where one model fills the batch, else per account (docs: limits
@@ -302,6 +304,8 @@ class AnthropicService:
         for index, item in enumerate(batch.items):
             if index >= progress.done:
                 line = lines.not_run_line(item.custom_id, not_run)
+            elif item.problem is not None:
+                line = lines.invalid_request_line(batch.id, item.custom_id, item.problem)
             elif item.error_kind is not None and item.error_kind in lines.ITEM_ERRORS:
                 line = lines.errored_line(batch.id, item.custom_id, item.error_kind)
             else:
@@ -339,16 +343,19 @@ def quota_message(refusal: Refusal) -> str:
 
 def _plan_items(scenario: Scenario, requests: list[BatchRequest], occurrences: list[int]) -> list[BatchItem]:
     """Each request with its fate, in the shuffled order the batch processes and reports them."""
-    items = [
-        BatchItem(
-            request.custom_id,
-            request.params,
-            scenario.item_error(request.custom_id, seen),
-            scenario.has_invalid_output(request.custom_id, seen),
-            scenario.has_malformed_line(request.custom_id, seen),
+    items = []
+    for request, seen in zip(requests, occurrences, strict=True):
+        problem = params_problem(request.params) if scenario.strict else None
+        items.append(
+            BatchItem(
+                request.custom_id,
+                request.params,
+                None if problem else scenario.item_error(request.custom_id, seen),
+                scenario.has_invalid_output(request.custom_id, seen),
+                scenario.has_malformed_line(request.custom_id, seen),
+                problem,
+            )
         )
-        for request, seen in zip(requests, occurrences, strict=True)
-    ]
     items.sort(key=lambda item: scenario.order_key(item.custom_id))
     return items
 

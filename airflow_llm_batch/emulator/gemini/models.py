@@ -31,6 +31,7 @@ from airflow_llm_batch.emulator.gemini import lines
 from airflow_llm_batch.emulator.gemini.files import FileStore, GeminiError, page, rfc3339
 from airflow_llm_batch.emulator.gemini.lines import field as proto_field
 from airflow_llm_batch.emulator.gemini.quota import GEMINI_QUOTA_MESSAGE, batch_load, quota_exceeded
+from airflow_llm_batch.emulator.gemini.strict import refuse_bad_requests
 from airflow_llm_batch.emulator.ledger import BatchEntry, RefusedCreate, job_key_from_tags
 from airflow_llm_batch.emulator.quotas import NO_LOAD, Load, RunningBatch, account_label, digest, first_refusal
 from airflow_llm_batch.emulator.state import EmulatorState
@@ -61,6 +62,7 @@ class Item:
     invalid_output: bool = False
     malformed_line: bool = False
     problem: str | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,10 @@ class GeminiService:
                 raise GeminiError(400, f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes.")
             input_digest = digest(json.dumps(inline, sort_keys=True, separators=(",", ":")).encode())
         check_limits(len(items), size, scenario.max_requests_per_batch, scenario.max_bytes_per_batch)
+        if scenario.strict:
+            refuse_bad_requests(
+                items, kind, from_file=file_name is not None, camel_only=scenario.gemini_camel_case_file_lines
+            )
         load = batch_load(kind, [item.request for item in items if item.problem is None])
         refusal = first_refusal(scenario.quotas_for(PROVIDER), PROVIDER, account, model, load, self._running())
         if refusal is not None:
@@ -383,9 +389,9 @@ def parse_file(content: bytes) -> list[Item]:
         request = proto_field(line, "request")
         if not isinstance(request, dict):
             problem = f"Line {number} of the input file is not a JSON object with a 'request'."
-            items.append(Item(str(key) if key is not None else None, {}, None, problem=problem))
+            items.append(Item(str(key) if key is not None else None, {}, None, problem=problem, line=number))
             continue
-        items.append(Item(str(key) if key is not None else None, request, None))
+        items.append(Item(str(key) if key is not None else None, request, None, line=number))
     if not items:
         raise GeminiError(400, "The input file holds no requests.")
     return items

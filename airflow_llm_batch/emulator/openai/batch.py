@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_llm_batch.emulator.openai import lines
+from airflow_llm_batch.emulator.openai.strict import LineRefusal
 from airflow_llm_batch.emulator.quotas import NO_LOAD, Load
 
 DAY = 86_400
@@ -29,6 +30,7 @@ class BatchItem:
     error_kind: str | None
     invalid_output: bool
     malformed_line: bool
+    refusal: LineRefusal | None = None  # strict mode: how the endpoint refuses this body
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class Batch:
         running = 0
         self.failed_before = [0]
         for item in self.items:
-            running += item.error_kind is not None
+            running += item.error_kind is not None or item.refusal is not None
             self.failed_before.append(running)
         if self.outcome == "cancelled" and not self.errors:
             self.cancel_at, self.cancel_done = self.created_at + self.completion_seconds / 2, len(self.items) // 2

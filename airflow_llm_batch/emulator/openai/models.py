@@ -15,6 +15,7 @@ from airflow_llm_batch.emulator.ledger import BatchEntry, job_key_from_tags
 from airflow_llm_batch.emulator.openai import lines
 from airflow_llm_batch.emulator.openai.batch import DAY, Batch, BatchItem, Progress
 from airflow_llm_batch.emulator.openai.quota import DEFAULT_ORGANIZATION, batch_load, quota_error
+from airflow_llm_batch.emulator.openai.strict import DEFAULT_SERVED_MODELS, check_line
 from airflow_llm_batch.emulator.openai.validation import (
     OpenAIError,
     check_create_params,
@@ -187,7 +188,7 @@ class OpenAIService:
             completion_seconds=scenario.completion_seconds,
             outcome=scenario.batch_outcome,
             model=parsed.model,
-            items=_plan_items(scenario, parsed.requests, occurrences),
+            items=_plan_items(scenario, body["endpoint"], parsed.requests, occurrences),
             errors=parsed.errors,
             output_expiry=output_expiry_seconds(body.get("output_expires_after"), "output_expires_after"),
             account=account,
@@ -250,6 +251,9 @@ class OpenAIService:
         for index, item in enumerate(batch.items):
             if index >= progress.done:
                 errors.append(lines.dumps(lines.not_run_line(batch.id, item.custom_id, progress.status)))
+            elif item.refusal is not None:
+                refused = lines.refused_line(batch.id, item.custom_id, item.refusal.status, item.refusal.error())
+                errors.append(lines.dumps(refused))
             elif item.error_kind is not None:
                 errors.append(lines.dumps(lines.http_error_line(batch.id, item.custom_id, item.error_kind)))
             else:
@@ -275,19 +279,23 @@ class OpenAIService:
 
 
 def _plan_items(
-    scenario: Scenario, requests: list[tuple[str, dict[str, Any]]], occurrences: list[int]
+    scenario: Scenario, endpoint: str, requests: list[tuple[str, dict[str, Any]]], occurrences: list[int]
 ) -> list[BatchItem]:
     """Each request with its fate, in the shuffled order the batch processes and reports them."""
-    items = [
-        BatchItem(
-            custom_id,
-            body,
-            scenario.item_error(custom_id, seen),
-            scenario.has_invalid_output(custom_id, seen),
-            scenario.has_malformed_line(custom_id, seen),
+    served = scenario.openai_served_models or DEFAULT_SERVED_MODELS
+    items = []
+    for (custom_id, body), seen in zip(requests, occurrences, strict=True):
+        refusal = check_line(endpoint, body, served) if scenario.strict else None
+        items.append(
+            BatchItem(
+                custom_id,
+                body,
+                None if refusal else scenario.item_error(custom_id, seen),
+                scenario.has_invalid_output(custom_id, seen),
+                scenario.has_malformed_line(custom_id, seen),
+                refusal,
+            )
         )
-        for (custom_id, body), seen in zip(requests, occurrences, strict=True)
-    ]
     items.sort(key=lambda item: scenario.order_key(item.custom_id))
     return items
 
