@@ -114,10 +114,14 @@ class Ledger:
         self.billed.extend(BilledItem(provider, batch_id, custom_id, job_key) for custom_id in custom_ids)
 
     def duplicate_batches(self) -> list[list[str]]:
-        """Groups of batch ids created with the same provider, job key and tags."""
+        """Groups of batch ids created with the same provider, job key and tags.
+
+        A batch refused for a queue quota is left out: creating its chunk again later is the
+        expected recovery, not a duplicate.
+        """
         groups: dict[tuple[str, str, tuple[tuple[str, str], ...]], list[str]] = {}
         for entry in self.batches:
-            if entry.job_key is None:
+            if entry.job_key is None or entry.refused is not None:
                 continue
             key = (entry.provider, entry.job_key, tuple(sorted(entry.tags.items())))
             groups.setdefault(key, []).append(entry.batch_id)

@@ -57,7 +57,7 @@ def test_openai_accepts_a_batch_over_the_token_quota_then_fails_it_and_bills_not
     assert tokens > 5 * 50  # input tokens plus five max_tokens allowances of 50
     emu.update_scenario(queue_quotas=[{"provider": "openai", "model": "gpt-4o-mini", "enqueued_tokens": 2 * tokens}])
     second = submit(chunk(5))
-    third = submit(chunk(10))
+    third = submit(chunk(10), metadata={"job_key": "j", "chunk": "2"})
     assert third.status == "validating"  # accepted first, as the real service does
 
     emu.advance(20)
@@ -73,7 +73,7 @@ def test_openai_accepts_a_batch_over_the_token_quota_then_fails_it_and_bills_not
     )
 
     emu.advance(100)  # the first two complete: capacity is free again, the chunk goes through
-    again = submit(chunk(10))
+    again = submit(chunk(10), metadata={"job_key": "j", "chunk": "2"})
     emu.advance(101)
     assert client.batches.retrieve(first.id).status == "completed"
     assert client.batches.retrieve(again.id).status == "completed"
@@ -86,6 +86,12 @@ def test_openai_accepts_a_batch_over_the_token_quota_then_fails_it_and_bills_not
     assert [b["batch_id"] for b in group["batches"]] == [third.id, again.id]
     assert [b["billed"] for b in group["batches"]] == [0, 5]
     assert group["resubmitted_after_answers"] is False
+    assert ledger["duplicate_batches"] == []  # the refused batch's chunk created again: expected
+
+    resent = submit(chunk(10), metadata={"job_key": "j", "chunk": "2"})  # a chunk that has answers
+    ledger = emu.ledger()
+    assert ledger["duplicate_batches"] == [[again.id, resent.id]]
+    assert [g["resubmitted_after_answers"] for g in ledger["same_input_batches"]] == [True]
 
 
 def test_openai_request_quota_uses_the_request_twin_and_gives_each_key_its_own_queue(emu: Emulator, submit) -> None:
