@@ -21,6 +21,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from airflow_llm_batch.emulator.ledger import RefusedCreate
 from airflow_llm_batch.emulator.state import EmulatorState, ProviderService, RequestRecord
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
@@ -131,6 +132,8 @@ class ProviderGate:
             fault = self.state.faults.pick(self.state.scenario.http_faults, method, path)
             refuse_create = fault is None and spec.is_create(method, path)
             refuse_create = refuse_create and self.state.faults.refuse_this_create(self.state.scenario, spec.name)
+            if refuse_create:
+                self.state.ledger.record_refused_create(RefusedCreate(spec.name, int(received_at), None, "create_429"))
         try:
             if fault is not None:
                 message = f"Emulated fault: HTTP {fault.status} injected by the scenario for {method} {path}."

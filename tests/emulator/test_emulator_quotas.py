@@ -263,6 +263,8 @@ def test_create_429_refuses_the_first_creates_of_one_provider_then_lets_them_thr
     assert len(client.batches.list().data) == 1  # retrieves and lists are never refused
     refused = [r["status"] for r in emu.requests() if r["status"] == 429]
     assert len(refused) == 1 + 3 + 2
+    reasons = [(r["provider"], r["reason"]) for r in emu.ledger()["refused_creates"]]
+    assert reasons == [("openai", "create_429")] + [("anthropic", "create_429")] * 3 + [("gemini", "create_429")] * 2
 
 
 def test_create_429_refuses_vertex_job_creates(emu: Emulator, vertex) -> None:
