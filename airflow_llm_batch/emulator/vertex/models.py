@@ -26,7 +26,8 @@ from airflow_llm_batch.emulator.bigquery.engine import RESULTS_SCHEMA, BigQueryE
 from airflow_llm_batch.emulator.bigquery.models import BigQueryService
 from airflow_llm_batch.emulator.gemini import lines
 from airflow_llm_batch.emulator.gemini.files import GeminiError, page, rfc3339
-from airflow_llm_batch.emulator.gemini.models import Batch, Item, Progress, check_limits
+from airflow_llm_batch.emulator.gemini.inputs import Item
+from airflow_llm_batch.emulator.gemini.models import Batch, Progress, check_limits
 from airflow_llm_batch.emulator.gemini.quota import batch_load, quota_exceeded
 from airflow_llm_batch.emulator.ledger import BatchEntry, RefusedCreate, job_key_from_tags
 from airflow_llm_batch.emulator.quotas import Refusal, RunningBatch, account_label, digest, first_refusal
