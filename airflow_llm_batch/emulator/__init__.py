@@ -22,11 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_llm_batch.emulator.app import PROVIDERS, create_app
+    from airflow_llm_batch.emulator.quotas import QueueQuota
     from airflow_llm_batch.emulator.scenario import HttpFault, Scenario, ScenarioError
     from airflow_llm_batch.emulator.server import Emulator
     from airflow_llm_batch.emulator.state import EmulatorState
 
-__all__ = ["PROVIDERS", "Emulator", "EmulatorState", "HttpFault", "Scenario", "ScenarioError", "create_app"]
+__all__ = [
+    "PROVIDERS",
+    "Emulator",
+    "EmulatorState",
+    "HttpFault",
+    "QueueQuota",
+    "Scenario",
+    "ScenarioError",
+    "create_app",
+]
 
 # Imported on first use: the pytest plugin lives in this package and is loaded in every test
 # session, which should not pay for starlette and uvicorn unless a test starts the emulator.
@@ -34,6 +44,7 @@ _HOMES = {
     "PROVIDERS": "app",
     "create_app": "app",
     "HttpFault": "scenario",
+    "QueueQuota": "quotas",
     "Scenario": "scenario",
     "ScenarioError": "scenario",
     "Emulator": "server",

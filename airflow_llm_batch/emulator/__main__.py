@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from airflow_llm_batch.emulator.scenario import BATCH_OUTCOMES, ITEM_ERROR_KINDS, Scenario, ScenarioError
 
@@ -38,7 +39,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--invalid-output-rate", type=float, help="share of structured outputs that are broken")
     parser.add_argument("--batch-outcome", choices=BATCH_OUTCOMES, help="how every new batch ends")
     parser.add_argument("--api-key-env", metavar="VAR", help="accept only the key in this environment variable")
+    add_edge_flags(parser)
     return parser.parse_args(argv)
+
+
+def add_edge_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags for the real services' edges: queue quotas, 429 on create, late and short output."""
+    parser.add_argument(
+        "--queue-quota",
+        action="append",
+        default=[],
+        metavar="PROVIDER[,FIELD=VALUE...]",
+        help="a queue quota, repeatable, e.g. openai,model=gpt-4o-mini,enqueued_tokens=2000000; fields: model, "
+        "account, enqueued_tokens, enqueued_requests, concurrent_batches, count_output_allowance",
+    )
+    parser.add_argument(
+        "--create-429",
+        action="append",
+        default=[],
+        metavar="PROVIDER[=COUNT]",
+        help="answer batch creates of PROVIDER with 429 (the first COUNT, or all), repeatable",
+    )
+    parser.add_argument("--vertex-claude-concurrent-jobs", metavar="N|none", help="Vertex Claude job limit (4)")
+    parser.add_argument("--gemini-late-output-polls", type=int, help="Gemini SUCCEEDED without output for N reads")
+    parser.add_argument("--gemini-late-output-seconds", type=float, help="...and for S seconds after the end")
+    parser.add_argument("--openai-short-output-reads", type=int, help="first N output downloads serve half the lines")
+    parser.add_argument("--finalizing-seconds", type=float, help="OpenAI batches stay this much longer in finalizing")
+    parser.add_argument(
+        "--no-strict", dest="strict", action="store_false", default=None, help="answer bodies a real service refuses"
+    )
+    parser.add_argument(
+        "--openai-served-models", metavar="PATTERN,...", help="OpenAI models served (fnmatch patterns, comma-separated)"
+    )
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
@@ -51,10 +83,26 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         "seed": args.seed,
         "invalid_output_rate": args.invalid_output_rate,
         "batch_outcome": args.batch_outcome,
+        "gemini_late_output_polls": args.gemini_late_output_polls,
+        "gemini_late_output_seconds": args.gemini_late_output_seconds,
+        "openai_short_output_reads": args.openai_short_output_reads,
+        "finalizing_seconds": args.finalizing_seconds,
+        "strict": args.strict,
     }
     fields.update({name: value for name, value in flags.items() if value is not None})
     if args.item_error:
         fields["item_errors"] = {**fields.get("item_errors", {}), **dict(_item_error(s) for s in args.item_error)}
+    if args.openai_served_models:
+        fields["openai_served_models"] = [m.strip() for m in args.openai_served_models.split(",") if m.strip()]
+    if args.queue_quota:
+        fields["queue_quotas"] = [*fields.get("queue_quotas", []), *(_queue_quota(spec) for spec in args.queue_quota)]
+    if args.create_429:
+        fields["create_429"] = {**fields.get("create_429", {}), **dict(_create_429(spec) for spec in args.create_429)}
+    if args.vertex_claude_concurrent_jobs is not None:
+        limit = args.vertex_claude_concurrent_jobs
+        fields["vertex_claude_concurrent_jobs"] = (
+            None if limit.lower() == "none" else _integer(limit, "--vertex-claude")
+        )
     if args.api_key_env:
         # Taken from the environment, never from argv: command lines are visible to every user.
         fields["api_key"] = os.environ[args.api_key_env]
@@ -67,6 +115,34 @@ def _item_error(spec: str) -> tuple[str, float]:
         return kind.strip(), float(rate) if sep else float("nan")
     except ValueError:
         raise ScenarioError(f"--item-error {spec!r}: expected KIND=RATE, e.g. server_error=0.1") from None
+
+
+def _queue_quota(spec: str) -> dict[str, Any]:
+    provider, *pairs = [part.strip() for part in spec.split(",")]
+    quota: dict[str, Any] = {"provider": provider}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise ScenarioError(f"--queue-quota {spec!r}: expected FIELD=VALUE after the provider, got {pair!r}")
+        if name in ("model", "account"):
+            quota[name] = value
+        elif name == "count_output_allowance":
+            quota[name] = value.lower() in ("1", "true", "yes")
+        else:
+            quota[name] = _integer(value, f"--queue-quota {name}")
+    return quota
+
+
+def _create_429(spec: str) -> tuple[str, int | None]:
+    provider, sep, count = spec.partition("=")
+    return provider.strip(), _integer(count, "--create-429") if sep else None
+
+
+def _integer(text: str, flag: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ScenarioError(f"{flag}: {text!r} is not an integer") from None
 
 
 def write_port_file(path: Path, port: int) -> None:

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_llm_batch.emulator.quotas import QUOTA_PROVIDERS, QueueQuota, QuotaError, quota_from_dict
+
 # The retryable and permanent item-level error kinds of the package's error taxonomy that a
 # provider can report per item (ARCHITECTURE.md, "The records"). The order is the order in which
 # an item's single draw is matched against the cumulative rates.
@@ -95,6 +97,27 @@ class Scenario:
     :param download_delay_seconds: pause before serving result file contents (slow downloads).
     :param dropped_downloads: the first N result downloads (any provider) send half of the body and
         then drop the connection, as a reset mid-download would.
+    :param queue_quotas: per account and model limits on enqueued tokens, enqueued requests and
+        concurrent batches, refused the way each provider refuses (see `quotas.QueueQuota`).
+        Checked at each create, so changing them at runtime shrinks or grows capacity mid-job.
+    :param vertex_claude_concurrent_jobs: Vertex AI's default limit of running batch jobs of
+        Claude models per project (4, the documented default); None lifts it.
+    :param create_429: provider -> how many batch creates to answer 429 in the provider's quota
+        shape before letting them through (null: every create). Counted from the last scenario change.
+    :param gemini_late_output_polls: a Gemini batch that ended ``SUCCEEDED`` shows no output (no
+        responses file, no inlined responses) on its first N reads after the end.
+    :param gemini_late_output_seconds: ...and for this many seconds after its end.
+    :param openai_short_output_reads: the first N downloads of each OpenAI output file serve only
+        its first half of lines (whole lines), though ``request_counts`` already say completed.
+    :param finalizing_seconds: OpenAI batches stay in ``finalizing`` this much longer before
+        ``completed`` (snapshotted at create, like ``completion_seconds``).
+    :param strict: refuse request bodies the way each real service does (OpenAI: 400/404 lines in
+        the error file; Anthropic: ``errored`` results; Gemini: 400 at create). False answers every
+        well-formed batch, whatever its bodies hold.
+    :param openai_served_models: the OpenAI models the emulated account serves (``fnmatch``
+        patterns); other models get 404 lines in strict mode. None: ``openai/strict.py``'s default.
+    :param gemini_camel_case_file_lines: strict mode also refuses snake_case field names in Gemini
+        input-file lines (off by default: proto JSON accepts both spellings; see docs/emulator.md).
     """
 
     completion_seconds: float = 3.0
@@ -110,9 +133,24 @@ class Scenario:
     max_bytes_per_batch: int | None = None
     download_delay_seconds: float = 0.0
     dropped_downloads: int = 0
+    queue_quotas: list[QueueQuota] = field(default_factory=list)
+    vertex_claude_concurrent_jobs: int | None = 4
+    create_429: dict[str, int | None] = field(default_factory=dict)
+    gemini_late_output_polls: int = 0
+    gemini_late_output_seconds: float = 0.0
+    openai_short_output_reads: int = 0
+    finalizing_seconds: float = 0.0
+    strict: bool = True
+    openai_served_models: list[str] | None = None
+    gemini_camel_case_file_lines: bool = False
 
     def __post_init__(self) -> None:
         self.http_faults = [f if isinstance(f, HttpFault) else _fault_from_dict(f) for f in self.http_faults]
+        try:
+            self.queue_quotas = [quota_from_dict(q) for q in self.queue_quotas]
+        except QuotaError as error:
+            raise ScenarioError(str(error)) from error
+        self._check_edges()
         if self.completion_seconds < 0:
             raise ScenarioError("completion_seconds must be >= 0")
         if self.download_delay_seconds < 0:
@@ -131,6 +169,31 @@ class Scenario:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ScenarioError(f"{name} must be >= 1 or null")
+
+    def _check_edges(self) -> None:
+        for name in ("gemini_late_output_polls", "openai_short_output_reads"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ScenarioError(f"{name} must be an integer >= 0")
+        for name in ("gemini_late_output_seconds", "finalizing_seconds"):
+            if getattr(self, name) < 0:
+                raise ScenarioError(f"{name} must be >= 0")
+        limit = self.vertex_claude_concurrent_jobs
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise ScenarioError("vertex_claude_concurrent_jobs must be an integer >= 0 or null")
+        if not isinstance(self.create_429, dict):
+            raise ScenarioError("create_429 is an object: provider -> count (null: every create)")
+        for provider, count in self.create_429.items():
+            if provider not in QUOTA_PROVIDERS:
+                raise ScenarioError(f"create_429: provider {provider!r} is not one of {QUOTA_PROVIDERS}")
+            if count is not None and (not isinstance(count, int) or count < 0):
+                raise ScenarioError(f"create_429.{provider} must be an integer >= 0 or null")
+
+    def quotas_for(self, provider: str) -> list[QueueQuota]:
+        """The queue quotas of one provider, Vertex's Claude default included."""
+        quotas = [quota for quota in self.queue_quotas if quota.provider == provider]
+        if provider == "vertex" and self.vertex_claude_concurrent_jobs is not None:
+            quotas.append(QueueQuota("vertex", model="claude*", concurrent_batches=self.vertex_claude_concurrent_jobs))
+        return quotas
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Scenario:
@@ -199,11 +262,24 @@ class FaultCounters:
         self._matched: dict[int, int] = {}
         self._fired: dict[int, int] = {}
         self.downloads_dropped = 0
+        self.creates_refused: dict[str, int] = {}
 
     def clear(self) -> None:
         self._matched.clear()
         self._fired.clear()
         self.downloads_dropped = 0
+        self.creates_refused.clear()
+
+    def refuse_this_create(self, scenario: Scenario, provider: str) -> bool:
+        """Whether ``create_429`` answers this batch create with 429 (counts it)."""
+        if provider not in scenario.create_429:
+            return False
+        limit = scenario.create_429[provider]
+        refused = self.creates_refused.get(provider, 0)
+        if limit is not None and refused >= limit:
+            return False
+        self.creates_refused[provider] = refused + 1
+        return True
 
     def drop_this_download(self, scenario: Scenario) -> bool:
         """Whether this result download is to be cut off halfway (counts it)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,9 +21,13 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from airflow_llm_batch.emulator.ledger import RefusedCreate
 from airflow_llm_batch.emulator.state import EmulatorState, ProviderService, RequestRecord
 
 ALL_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+# Sent with every quota 429 (create_429 and queue quotas). The SDKs honour Retry-After; the real
+# services send it on 429 (Anthropic documents it), and one second keeps tests fast.
+RETRY_AFTER_SECONDS = "1"
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class ProviderSpec:
     :param create_service: builds the provider's state machine (its ``models.py``) from the state.
     :param routes: builds the provider's routes for a service, relative to the prefix.
     :param error_body: the provider's error JSON for a status and a message (faults, 404s).
+    :param create_route: regular expression matching the path of a batch create (POST), where the
+        scenario's ``create_429`` answers; None: the provider creates no batches.
     """
 
     name: str
@@ -41,6 +48,10 @@ class ProviderSpec:
     create_service: Callable[[EmulatorState], ProviderService]
     routes: Callable[[Any], list[BaseRoute]]
     error_body: Callable[[int, str], dict[str, Any]]
+    create_route: str | None = None
+
+    def is_create(self, method: str, path: str) -> bool:
+        return self.create_route is not None and method == "POST" and re.search(self.create_route, path) is not None
 
     def not_found_route(self) -> Route:
         """A catch-all so unknown paths get a 404 the provider's SDK can parse."""
@@ -119,13 +130,26 @@ class ProviderGate:
 
         with self.state.lock:
             fault = self.state.faults.pick(self.state.scenario.http_faults, method, path)
+            refuse_create = fault is None and spec.is_create(method, path)
+            refuse_create = refuse_create and self.state.faults.refuse_this_create(self.state.scenario, spec.name)
+            if refuse_create:
+                self.state.ledger.record_refused_create(RefusedCreate(spec.name, int(received_at), None, "create_429"))
         try:
-            if fault is None:
-                await self.app(scope, receive, send_and_note_status)
-            else:
+            if fault is not None:
                 message = f"Emulated fault: HTTP {fault.status} injected by the scenario for {method} {path}."
                 response = JSONResponse(spec.error_body(fault.status, message), status_code=fault.status)
                 await response(scope, receive, send_and_note_status)
+            elif refuse_create:
+                message = (
+                    "Too many batches are queued for this account; try again once some have completed "
+                    "(emulated: scenario create_429)."
+                )
+                response = JSONResponse(
+                    spec.error_body(429, message), status_code=429, headers={"retry-after": RETRY_AFTER_SECONDS}
+                )
+                await response(scope, receive, send_and_note_status)
+            else:
+                await self.app(scope, receive, send_and_note_status)
         finally:
             self.state.log_request(_record(scope, spec.name, received_at, statuses[0] if statuses else None))
 

@@ -243,7 +243,7 @@ def test_a_batch_cancelled_by_someone_else_ends_with_canceled_results(emu: Emula
     [
         ([request("a"), request("a")], {}, 400, "must be unique"),
         ([request("ticket/7")], {}, 400, "should match pattern"),
-        ([request("a", max_tokens=0)], {}, 400, "max_tokens"),
+        ([{"custom_id": "a", "params": "not an object"}], {}, 400, "params"),
         ([request(f"r{i}") for i in range(4)], {"max_requests_per_batch": 3}, 400, "at most 3 requests"),
         ([request("a")], {"max_bytes_per_batch": 50}, 413, "maximum size"),
         ([request("a")], {"batch_outcome": "failed"}, 400, "batch_outcome=failed"),

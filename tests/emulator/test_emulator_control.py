@@ -71,7 +71,8 @@ def test_reset_forgets_batches_ledger_requests_and_scenario(emu: Emulator, clien
     assert status == 200
     assert emu.scenario == Scenario() and emu.requests() == []
     assert call(f"{emu.url}/_emulator/ledger")[1] == {
-        "batches": [], "billed": [], "duplicate_batches": [], "double_billed": []
+        "batches": [], "billed": [], "refused_creates": [], "duplicate_batches": [], "double_billed": [],
+        "billed_twice": [], "billed_counts": {}, "same_input_batches": [],
     }  # fmt: skip
     assert list(client.batches.list()) == []
 

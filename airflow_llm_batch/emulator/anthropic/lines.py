@@ -77,6 +77,21 @@ def errored_line(batch_id: str, custom_id: str, kind: str) -> dict[str, Any]:
     }
 
 
+def invalid_request_line(batch_id: str, custom_id: str, message: str) -> dict[str, Any]:
+    """A request whose params the Messages endpoint refused (strict mode), as an ``errored`` result."""
+    return {
+        "custom_id": custom_id,
+        "result": {
+            "type": "errored",
+            "error": {
+                "type": "error",
+                "error": {"type": "invalid_request_error", "message": message},
+                "request_id": f"req_{short_id('req', batch_id, custom_id)}",
+            },
+        },
+    }
+
+
 def succeeded_line(
     batch_id: str, custom_id: str, params: dict[str, Any], invalid_output: bool, refused: bool
 ) -> dict[str, Any]:

@@ -15,13 +15,16 @@ job key (``ledger.py`` then leaves them out of the duplicate checks).
 
 from __future__ import annotations
 
+import json
 import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from airflow_llm_batch.emulator import fake_llm
 from airflow_llm_batch.emulator.anthropic import lines
+from airflow_llm_batch.emulator.anthropic.strict import params_problem
 from airflow_llm_batch.emulator.anthropic.validation import (
     MAX_BYTES,
     MAX_REQUESTS,
@@ -29,15 +32,24 @@ from airflow_llm_batch.emulator.anthropic.validation import (
     BatchRequest,
     check_create_body,
 )
-from airflow_llm_batch.emulator.ledger import BatchEntry
+from airflow_llm_batch.emulator.ledger import BatchEntry, RefusedCreate
+from airflow_llm_batch.emulator.quotas import NO_LOAD, Load, Refusal, RunningBatch, account_label, digest, first_refusal
 from airflow_llm_batch.emulator.scenario import Scenario
 from airflow_llm_batch.emulator.state import EmulatorState
+from airflow_llm_batch.emulator.web import RETRY_AFTER_SECONDS
 
 PROVIDER = "anthropic"
 DAY = 86_400
 # Cancellation is not instant at the API either; compressed like everything else.
 MAX_CANCELING_SECONDS = 1.0
 RESULT_TYPES = ("succeeded", "errored", "canceled", "expired")
+# What the queue quota meters, in the words of Anthropic's rate-limit docs ("Message Batches API":
+# batch requests in the processing queue) and, for the measures the docs do not name, the emulator's.
+QUOTA_WORDS = {
+    "enqueued_requests": "batch requests in the processing queue",
+    "enqueued_tokens": "tokens of batch requests in the processing queue",
+    "concurrent_batches": "message batches in progress",
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,7 @@ class BatchItem:
     error_kind: str | None
     invalid_output: bool
     malformed_line: bool
+    problem: str | None = None  # strict mode: why the Messages endpoint refuses these params
 
 
 @dataclass(frozen=True)
@@ -69,6 +82,9 @@ class Batch:
     completion_seconds: float
     outcome: str
     items: list[BatchItem]
+    account: str = ""
+    model: str | None = None
+    load: Load = NO_LOAD
     cancel_at: float | None = None
     cancel_done: int = 0
     results: bytes | None = None
@@ -148,7 +164,8 @@ class AnthropicService:
         for batch in self.batches.values():
             self._refresh(batch)
 
-    def create_batch(self, body: Any, size_bytes: int, results_base: str | None) -> dict[str, Any]:
+    def create_batch(self, body: Any, size_bytes: int, results_base: str | None, account: str = "") -> dict[str, Any]:
+        """Create a batch for ``account`` (the API key), or refuse it (400, 413, or 429 over a queue quota)."""
         scenario = self.state.scenario
         requests = check_create_body(
             body,
@@ -160,11 +177,30 @@ class AnthropicService:
             raise AnthropicError(
                 400, "The batch failed validation and was not created (emulated: batch_outcome=failed)."
             )
-        batch_id = f"msgbatch_{uuid.uuid4().hex[:24]}"
         now = self.state.now()
-        models = {str(request.params["model"]) for request in requests}
+        models = {str(request.params["model"]) for request in requests if request.params.get("model") is not None}
+        model = models.pop() if len(models) == 1 else None
+        load = batch_load(requests)
+        # The queue is per model where one model fills the batch, else per account (docs: limits
+        # apply per model class; the emulator keeps a mixed batch under the account's quota).
+        refusal = first_refusal(scenario.quotas_for(PROVIDER), PROVIDER, account, model, load, self._running())
+        if refusal is not None:
+            self.state.ledger.record_refused_create(
+                RefusedCreate(PROVIDER, int(now), model, refusal.measure, account_label(account))
+            )
+            raise AnthropicError(429, quota_message(refusal), headers={"retry-after": RETRY_AFTER_SECONDS})
+        batch_id = f"msgbatch_{uuid.uuid4().hex[:24]}"
+        canonical = json.dumps(body.get("requests"), sort_keys=True, separators=(",", ":")).encode()
         entry = BatchEntry(
-            PROVIDER, batch_id, int(now), models.pop() if len(models) == 1 else None, len(requests), None
+            PROVIDER,
+            batch_id,
+            int(now),
+            model,
+            len(requests),
+            None,
+            input_digest=digest(canonical),
+            account=account_label(account),
+            enqueued_tokens=load.tokens(True),
         )
         occurrences = self.state.ledger.record_batch(entry, [request.custom_id for request in requests])
         batch = Batch(
@@ -173,6 +209,9 @@ class AnthropicService:
             completion_seconds=scenario.completion_seconds,
             outcome=scenario.batch_outcome,
             items=_plan_items(scenario, requests, occurrences),
+            account=account,
+            model=model,
+            load=load,
         )
         self.batches[batch_id] = batch
         return batch.to_api(self._refresh(batch), results_base)
@@ -238,6 +277,12 @@ class AnthropicService:
             raise AnthropicError(400, f"Message batch {batch_id} has not finished processing; results are not ready.")
         return batch.results
 
+    def _running(self) -> list[RunningBatch]:
+        now = self.state.now()
+        return [
+            RunningBatch(b.account, b.model, b.load) for b in self.batches.values() if b.progress(now).status != "ended"
+        ]
+
     def _batch(self, batch_id: str) -> Batch:
         batch = self.batches.get(batch_id)
         if batch is None:
@@ -259,6 +304,8 @@ class AnthropicService:
         for index, item in enumerate(batch.items):
             if index >= progress.done:
                 line = lines.not_run_line(item.custom_id, not_run)
+            elif item.problem is not None:
+                line = lines.invalid_request_line(batch.id, item.custom_id, item.problem)
             elif item.error_kind is not None and item.error_kind in lines.ITEM_ERRORS:
                 line = lines.errored_line(batch.id, item.custom_id, item.error_kind)
             else:
@@ -273,18 +320,42 @@ class AnthropicService:
         self.state.ledger.record_billed(PROVIDER, batch.id, None, billed)
 
 
+def batch_load(requests: list[BatchRequest]) -> Load:
+    """Requests, input tokens (the emulator's tokenizer) and ``max_tokens`` allowances of a batch."""
+    input_tokens = allowance = 0
+    for request in requests:
+        system, user = lines.chat_texts(request.params)
+        input_tokens += fake_llm.count_tokens((system or "") + user)
+        max_tokens = request.params.get("max_tokens")
+        allowance += max_tokens if isinstance(max_tokens, int) and not isinstance(max_tokens, bool) else 0
+    return Load(len(requests), input_tokens, allowance)
+
+
+def quota_message(refusal: Refusal) -> str:
+    """The 429 message of a create over a queue quota (the emulator's wording; the type is Anthropic's)."""
+    what = QUOTA_WORDS[refusal.measure]
+    model = f" for {refusal.model}" if refusal.model else ""
+    return (
+        f"This request would exceed your organization's rate limit of {refusal.limit:,} {what}{model} "
+        f"({refusal.enqueued:,} already queued). Wait for in-progress batches to end, then try again."
+    )
+
+
 def _plan_items(scenario: Scenario, requests: list[BatchRequest], occurrences: list[int]) -> list[BatchItem]:
     """Each request with its fate, in the shuffled order the batch processes and reports them."""
-    items = [
-        BatchItem(
-            request.custom_id,
-            request.params,
-            scenario.item_error(request.custom_id, seen),
-            scenario.has_invalid_output(request.custom_id, seen),
-            scenario.has_malformed_line(request.custom_id, seen),
+    items = []
+    for request, seen in zip(requests, occurrences, strict=True):
+        problem = params_problem(request.params) if scenario.strict else None
+        items.append(
+            BatchItem(
+                request.custom_id,
+                request.params,
+                None if problem else scenario.item_error(request.custom_id, seen),
+                scenario.has_invalid_output(request.custom_id, seen),
+                scenario.has_malformed_line(request.custom_id, seen),
+                problem,
+            )
         )
-        for request, seen in zip(requests, occurrences, strict=True)
-    ]
     items.sort(key=lambda item: scenario.order_key(item.custom_id))
     return items
 

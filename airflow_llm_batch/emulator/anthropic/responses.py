@@ -41,7 +41,7 @@ def anthropic_endpoint(handler: Handler) -> Handler:
                 raise AnthropicError(401, _MISSING_KEY if problem == "missing" else _WRONG_KEY)
             return await handler(self, request)
         except AnthropicError as error:
-            return JSONResponse(error.body(), status_code=error.status)
+            return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
         except BadJsonBody as error:
             return JSONResponse(AnthropicError(400, str(error)).body(), status_code=400)
 
@@ -67,8 +67,9 @@ class AnthropicResponses:
             body = json.loads(raw) if raw.strip() else {}
         except ValueError as error:
             raise BadJsonBody(f"the request body is not valid JSON: {error}") from error
+        account = request.headers.get("x-api-key") or bearer_token(request) or ""
         with self.lock:
-            batch = self.service.create_batch(body, len(raw), results_base(request))
+            batch = self.service.create_batch(body, len(raw), results_base(request), account)
         return JSONResponse(batch)
 
     @anthropic_endpoint

@@ -32,4 +32,5 @@ PROVIDER = ProviderSpec(
     create_service=AnthropicService,
     routes=routes,
     error_body=error_body,
+    create_route=r"/v1/messages/batches$",
 )

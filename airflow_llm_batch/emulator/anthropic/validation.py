@@ -1,9 +1,10 @@
 """Create-time checks of an Anthropic Message Batch, and Anthropic's error shape.
 
-Unlike OpenAI, which accepts a batch and fails it later, Anthropic refuses a bad batch outright:
-the create call answers 400 ``invalid_request_error`` (a duplicate or malformed ``custom_id``, too
-many requests, a request without ``model``/``max_tokens``/``messages``) or 413
-``request_too_large`` (``reference/provider-apis.md`` sections 3.2 and 3.6). No batch is created.
+Anthropic refuses a bad batch *envelope* outright: the create call answers 400
+``invalid_request_error`` (a duplicate or malformed ``custom_id``, too many requests, a request
+whose ``params`` is not an object) or 413 ``request_too_large`` (``reference/provider-apis.md``
+sections 3.2 and 3.6), and no batch is created. What each request's ``params`` hold is checked
+later, when the batch runs, and answered as an ``errored`` result (``anthropic/strict.py``).
 """
 
 from __future__ import annotations
@@ -44,10 +45,11 @@ def error_body(status: int, message: str) -> dict[str, Any]:
 class AnthropicError(Exception):
     """An API error; the HTTP layer renders it with :func:`error_body`."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         return error_body(self.status, self.message)
@@ -101,30 +103,4 @@ def _check_request(index: int, raw: Any) -> BatchRequest:
     params = raw.get("params")
     if not isinstance(params, dict):
         raise AnthropicError(400, f"{where}.params: Field required.")
-    if not isinstance(params.get("model"), str) or not params["model"]:
-        raise AnthropicError(400, f"{where}.params.model: Field required.")
-    max_tokens = params.get("max_tokens")
-    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-        # max_tokens 0 (cache pre-warming) is refused in batches (batch guide).
-        raise AnthropicError(400, f"{where}.params.max_tokens: Input should be an integer >= 1 (got {max_tokens!r}).")
-    messages = params.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise AnthropicError(400, f"{where}.params.messages: List should have at least 1 item.")
-    if params.get("stream"):
-        raise AnthropicError(400, f"{where}.params.stream: streaming is not supported in Message Batches.")
-    _check_output_format(where, params)
     return BatchRequest(custom_id, params)
-
-
-def _check_output_format(where: str, params: dict[str, Any]) -> None:
-    output_format = (params.get("output_config") or {}).get("format")
-    if output_format is None:
-        return
-    if (
-        not isinstance(output_format, dict)
-        or output_format.get("type") != "json_schema"
-        or not isinstance(output_format.get("schema"), dict)
-    ):
-        raise AnthropicError(
-            400, f"{where}.params.output_config.format: expected {{'type': 'json_schema', 'schema': {{...}}}}."
-        )

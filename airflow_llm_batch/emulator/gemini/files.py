@@ -26,12 +26,20 @@ PUBLIC_BASE = "https://generativelanguage.googleapis.com"
 class GeminiError(Exception):
     """An API error; the HTTP layer renders it as ``{"error": {"code", "message", "status"}}``."""
 
-    def __init__(self, code: int, message: str, status: str | None = None, details: list[Any] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        status: str | None = None,
+        details: list[Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
         self.details = details
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {

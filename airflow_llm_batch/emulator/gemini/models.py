@@ -29,8 +29,12 @@ from typing import Any
 
 from airflow_llm_batch.emulator.gemini import lines
 from airflow_llm_batch.emulator.gemini.files import FileStore, GeminiError, page, rfc3339
+from airflow_llm_batch.emulator.gemini.inputs import Item, parse_file, parse_inline
 from airflow_llm_batch.emulator.gemini.lines import field as proto_field
-from airflow_llm_batch.emulator.ledger import BatchEntry, job_key_from_tags
+from airflow_llm_batch.emulator.gemini.quota import GEMINI_QUOTA_MESSAGE, batch_load, quota_exceeded
+from airflow_llm_batch.emulator.gemini.strict import refuse_bad_requests
+from airflow_llm_batch.emulator.ledger import BatchEntry, RefusedCreate, job_key_from_tags
+from airflow_llm_batch.emulator.quotas import NO_LOAD, Load, RunningBatch, account_label, digest, first_refusal
 from airflow_llm_batch.emulator.state import EmulatorState
 
 PROVIDER = "gemini"
@@ -42,23 +46,6 @@ KINDS = {
     "embed": ("EmbedContentBatch", "EmbedContentBatchOutput"),
 }
 _TAG = re.compile(r"(?:^|:)([A-Za-z_]+)=([^:]*)")
-
-
-@dataclass(frozen=True)
-class Item:
-    """One request of a batch and its fate, fixed at create.
-
-    :param key: ``metadata.key`` (inline) or ``key`` (file line); None when the request had none.
-    :param problem: why a file line could not be read; it is answered with an error entry.
-    """
-
-    key: str | None
-    request: dict[str, Any]
-    metadata: dict[str, Any] | None
-    error_kind: str | None = None
-    invalid_output: bool = False
-    malformed_line: bool = False
-    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +72,9 @@ class Batch:
     output: dict[str, Any] | None = None
     finished: bool = False
     failed_before: list[int] = field(default_factory=list)
+    account: str = ""
+    load: Load = NO_LOAD
+    reads_after_end: int = 0
 
     def __post_init__(self) -> None:
         running = 0
@@ -120,8 +110,12 @@ class Batch:
             return Progress("EXPIRED", self.done_by(ends), ends)
         return Progress("SUCCEEDED", len(self.items), ends)
 
-    def to_api(self, progress: Progress, now: float) -> dict[str, Any]:
-        """The Operation as ``batches.get`` returns it (and each entry of ``batches.list``)."""
+    def to_api(self, progress: Progress, now: float, output_late: bool = False) -> dict[str, Any]:
+        """The Operation as ``batches.get`` returns it (and each entry of ``batches.list``).
+
+        :param output_late: show the batch ended without its output yet (scenario
+            ``gemini_late_output_*``; tidyverse/ellmer#926 saw SUCCEEDED before the output was set).
+        """
         batch_type, output_type = KINDS[self.kind]
         failed = self.failed_before[progress.done]
         metadata: dict[str, Any] = {
@@ -144,7 +138,7 @@ class Batch:
         operation: dict[str, Any] = {"name": self.name, "metadata": metadata, "done": progress.ended_at is not None}
         if progress.ended_at is not None:
             metadata["endTime"] = rfc3339(progress.ended_at)
-            if self.output is not None:
+            if self.output is not None and not output_late:
                 metadata["output"] = self.output
                 operation["response"] = {"@type": TYPE_PREFIX + output_type, **self.output}
             if progress.state == "FAILED":
@@ -170,8 +164,11 @@ class GeminiService:
 
     # Batches -------------------------------------------------------------------------------
 
-    def create_batch(self, kind: str, model: str, body: Any, body_bytes: int) -> dict[str, Any]:
-        """``batchGenerateContent`` (kind ``generate``) or ``asyncBatchEmbedContent`` (``embed``)."""
+    def create_batch(self, kind: str, model: str, body: Any, body_bytes: int, account: str = "") -> dict[str, Any]:
+        """``batchGenerateContent`` (kind ``generate``) or ``asyncBatchEmbedContent`` (``embed``).
+
+        :param account: the API key; queue quotas are counted per key.
+        """
         batch_body = body.get("batch") if isinstance(body, dict) else None
         if not isinstance(batch_body, dict):
             raise GeminiError(400, "Invalid JSON payload: the field 'batch' is required.")
@@ -185,17 +182,39 @@ class GeminiService:
         if file_name is not None:
             source = self.files.get(str(file_name))
             size, items = len(source.content), parse_file(source.content)
+            input_digest = digest(source.content)
         else:
             size, items = body_bytes, parse_inline(inline)
             if size > MAX_INLINE_BYTES:
                 raise GeminiError(400, f"Request payload size exceeds the limit: {MAX_INLINE_BYTES} bytes.")
+            input_digest = digest(json.dumps(inline, sort_keys=True, separators=(",", ":")).encode())
         check_limits(len(items), size, scenario.max_requests_per_batch, scenario.max_bytes_per_batch)
+        if scenario.strict:
+            refuse_bad_requests(
+                items, kind, from_file=file_name is not None, camel_only=scenario.gemini_camel_case_file_lines
+            )
+        load = batch_load(kind, [item.request for item in items if item.problem is None])
+        refusal = first_refusal(scenario.quotas_for(PROVIDER), PROVIDER, account, model, load, self._running())
+        if refusal is not None:
+            self.state.ledger.record_refused_create(
+                RefusedCreate(PROVIDER, int(self.state.now()), model, refusal.measure, account_label(account))
+            )
+            raise quota_exceeded(refusal, "generativelanguage.googleapis.com", GEMINI_QUOTA_MESSAGE)
         batch_id = uuid.uuid4().hex[:24]
         display_name = proto_field(batch_body, "displayName")
         tags = display_name_tags(display_name)
         fate_keys = [item.key or f"#{index}" for index, item in enumerate(items)]
         entry = BatchEntry(
-            PROVIDER, f"batches/{batch_id}", int(self.state.now()), model, len(items), job_key_from_tags(tags), tags
+            PROVIDER,
+            f"batches/{batch_id}",
+            int(self.state.now()),
+            model,
+            len(items),
+            job_key_from_tags(tags),
+            tags,
+            input_digest=input_digest,
+            account=account_label(account),
+            enqueued_tokens=load.tokens(True),
         )
         occurrences = self.state.ledger.record_batch(entry, fate_keys)
         batch = Batch(
@@ -214,18 +233,38 @@ class GeminiService:
             failure="The batch failed validation (emulated: batch_outcome=failed)."
             if scenario.batch_outcome == "failed"
             else None,
+            account=account,
+            load=load,
         )
         self.batches[batch_id] = batch
         return batch.to_api(self._refresh(batch), self.state.now())
 
     def get_batch(self, batch_id: str) -> dict[str, Any]:
-        batch = self._batch(batch_id)
-        return batch.to_api(self._refresh(batch), self.state.now())
+        return self._read(self._batch(batch_id))
 
     def list_batches(self, page_size: int, page_token: str | None) -> dict[str, Any]:
-        now = self.state.now()
-        newest_first = [b.to_api(self._refresh(b), now) for b in reversed(self.batches.values())]
+        newest_first = [self._read(b) for b in reversed(self.batches.values())]
         return page(newest_first, "operations", page_size, page_token)
+
+    def _read(self, batch: Batch) -> dict[str, Any]:
+        """The batch as a read shows it; counts the reads after its end for late output."""
+        progress, now = self._refresh(batch), self.state.now()
+        late = False
+        if progress.state == "SUCCEEDED" and progress.ended_at is not None:
+            batch.reads_after_end += 1
+            scenario = self.state.scenario
+            late = batch.reads_after_end <= scenario.gemini_late_output_polls or (
+                now < progress.ended_at + scenario.gemini_late_output_seconds
+            )
+        return batch.to_api(progress, now, output_late=late)
+
+    def _running(self) -> list[RunningBatch]:
+        now = self.state.now()
+        return [
+            RunningBatch(b.account, b.model, b.load)
+            for b in self.batches.values()
+            if b.failure is None and b.progress(now).ended_at is None
+        ]
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         batch = self._batch(batch_id)
@@ -301,44 +340,6 @@ def _with_fate(item: Item, scenario: Any, key: str, seen: int) -> Item:
         scenario.has_invalid_output(key, seen),
         scenario.has_malformed_line(key, seen),
     )
-
-
-def parse_inline(inline: Any) -> list[Item]:
-    """``inputConfig.requests.requests[]``: ``{"request": {...}, "metadata": {"key": ...}}`` entries."""
-    entries = proto_field(inline, "requests")
-    if not isinstance(entries, list) or not entries:
-        raise GeminiError(400, "batch.inputConfig.requests.requests must hold at least one request.")
-    items = []
-    for index, entry in enumerate(entries):
-        request = proto_field(entry, "request")
-        if not isinstance(request, dict):
-            raise GeminiError(400, f"batch.inputConfig.requests.requests[{index}].request is required.")
-        metadata = entry.get("metadata") if isinstance(entry.get("metadata"), dict) else None
-        key = metadata.get("key") if metadata else None
-        items.append(Item(str(key) if key is not None else None, request, metadata))
-    return items
-
-
-def parse_file(content: bytes) -> list[Item]:
-    """A JSONL input file of ``{"key", "request"}`` lines; unreadable lines become error entries."""
-    items = []
-    for number, raw in enumerate(content.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            line = None
-        key = line.get("key") if isinstance(line, dict) else None
-        request = proto_field(line, "request")
-        if not isinstance(request, dict):
-            problem = f"Line {number} of the input file is not a JSON object with a 'request'."
-            items.append(Item(str(key) if key is not None else None, {}, None, problem=problem))
-            continue
-        items.append(Item(str(key) if key is not None else None, request, None))
-    if not items:
-        raise GeminiError(400, "The input file holds no requests.")
-    return items
 
 
 def check_limits(count: int, size: int, max_requests: int | None, max_bytes: int | None) -> None:

@@ -66,7 +66,7 @@ def gemini_endpoint(*, authenticated: bool = True) -> Callable[[Handler], Handle
                     check_key(self.service, request)
                 return await handler(self, request)
             except GeminiError as error:
-                return JSONResponse(error.body(), status_code=error.code)
+                return JSONResponse(error.body(), status_code=error.code, headers=error.headers)
             except BadJsonBody as error:
                 return JSONResponse(GeminiError(400, str(error)).body(), status_code=400)
 
@@ -95,8 +95,9 @@ class GeminiResponses:
     async def _create(self, request: Request, kind: str) -> Response:
         raw = await request.body()
         body = await read_json(request)
+        account = request.headers.get("x-goog-api-key") or request.query_params.get("key") or ""
         with self.lock:
-            operation = self.service.create_batch(kind, request.path_params["model"], body, len(raw))
+            operation = self.service.create_batch(kind, request.path_params["model"], body, len(raw), account)
         return JSONResponse(operation)
 
     @gemini_endpoint()

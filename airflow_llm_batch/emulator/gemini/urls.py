@@ -49,4 +49,5 @@ PROVIDER = ProviderSpec(
     create_service=GeminiService,
     routes=routes,
     error_body=error_body,
+    create_route=r":(batchGenerateContent|asyncBatchEmbedContent)$",
 )

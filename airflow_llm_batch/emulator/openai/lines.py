@@ -127,6 +127,20 @@ def http_error_line(batch_id: str, custom_id: str, kind: str) -> dict[str, Any]:
     }
 
 
+def refused_line(batch_id: str, custom_id: str, status: int, error: dict[str, Any]) -> dict[str, Any]:
+    """The error-file line of a request whose body the endpoint refused (strict mode: 400 or 404)."""
+    return {
+        "id": f"batch_req_{short_id(batch_id, custom_id)}",
+        "custom_id": custom_id,
+        "response": {
+            "status_code": status,
+            "request_id": f"req_{short_id('req', batch_id, custom_id)}",
+            "body": {"error": error},
+        },
+        "error": None,
+    }
+
+
 def not_run_line(batch_id: str, custom_id: str, terminal_status: str) -> dict[str, Any]:
     """The error-file line of a request that an expiry or a cancel stopped before it ran."""
     code, message = NOT_RUN_ERRORS[terminal_status]

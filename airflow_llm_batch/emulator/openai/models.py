@@ -1,38 +1,35 @@
 """OpenAI Files and Batches: the state machine behind the emulated API (no HTTP here).
 
-A batch's status is never stored: it is computed from the time elapsed since creation against
-the scenario's ``completion_seconds`` (snapshotted at create, so changing the scenario later does
-not rewrite a running batch). The first tenth is ``validating``, ``in_progress`` finishes items
-linearly in a fixed shuffled order, the last tenth is ``finalizing``. When a read finds the batch
-terminal for the first time, its output and error files are generated and its succeeded items are
-billed in the ledger, exactly once.
+A batch's timeline (status, counts, timestamps at any moment) is ``openai/batch.py``; the queue
+quota is ``openai/quota.py``. When a read finds the batch terminal for the first time, its output
+and error files are generated and its succeeded items are billed in the ledger, exactly once.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.emulator.ledger import BatchEntry, job_key_from_tags
 from airflow_llm_batch.emulator.openai import lines
+from airflow_llm_batch.emulator.openai.batch import DAY, Batch, BatchItem, Progress
+from airflow_llm_batch.emulator.openai.quota import DEFAULT_ORGANIZATION, batch_load, quota_error
+from airflow_llm_batch.emulator.openai.strict import DEFAULT_SERVED_MODELS, check_line
 from airflow_llm_batch.emulator.openai.validation import (
     OpenAIError,
     check_create_params,
     check_input_file,
     output_expiry_seconds,
 )
+from airflow_llm_batch.emulator.quotas import RunningBatch, account_label, digest, first_refusal
 from airflow_llm_batch.emulator.scenario import Scenario
 from airflow_llm_batch.emulator.state import EmulatorState
 
 PROVIDER = "openai"
-DAY = 86_400
 BATCH_FILE_TTL = 30 * DAY  # "files with purpose=batch expire after 30 days", outputs likewise
 MAX_REQUESTS = 50_000
 MAX_BYTES = 200 * 1024 * 1024
-# The API takes up to 10 minutes to cancel; the emulator compresses that like everything else.
-MAX_CANCELLING_SECONDS = 1.0
 UPLOAD_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 
 
@@ -61,141 +58,6 @@ class StoredFile:
         }
 
 
-@dataclass(frozen=True)
-class BatchItem:
-    """One request of a batch and its fate, fixed at create from the scenario."""
-
-    custom_id: str
-    body: dict[str, Any]
-    error_kind: str | None
-    invalid_output: bool
-    malformed_line: bool
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a batch stands at one moment.
-
-    :param done: items processed so far: the first ``done`` of ``Batch.items`` have results.
-    :param stamps: the ``*_at`` fields reached so far, as float seconds.
-    :param ended_at: when the batch became terminal, or None while it runs.
-    """
-
-    status: str
-    done: int
-    stamps: dict[str, float]
-    ended_at: float | None = None
-
-
-@dataclass
-class Batch:
-    """A created batch. ``items`` are in processing order (also the order of the result files)."""
-
-    id: str
-    endpoint: str
-    input_file_id: str
-    metadata: dict[str, str] | None
-    created_at: float
-    completion_seconds: float
-    outcome: str
-    model: str | None
-    items: list[BatchItem]
-    errors: list[dict[str, Any]]
-    output_expiry: int | None
-    cancel_at: float | None = None
-    cancel_done: int = 0
-    failed_before: list[int] = field(default_factory=list)
-    output_file_id: str | None = None
-    error_file_id: str | None = None
-    usage: lines.Usage = field(default_factory=lines.Usage)
-    finished: bool = False
-
-    def __post_init__(self) -> None:
-        running = 0
-        self.failed_before = [0]
-        for item in self.items:
-            running += item.error_kind is not None
-            self.failed_before.append(running)
-        if self.outcome == "cancelled" and not self.errors:
-            self.cancel_at, self.cancel_done = self.created_at + self.completion_seconds / 2, len(self.items) // 2
-
-    def done_by(self, moment: float) -> int:
-        """Items processed by ``moment``: linear between the end of validation and finalizing."""
-        total = len(self.items)
-        if self.outcome == "expired":
-            total //= 2
-        if self.completion_seconds <= 0:
-            return total
-        started = self.created_at + 0.1 * self.completion_seconds
-        fraction = (moment - started) / (0.8 * self.completion_seconds)
-        return min(total, max(0, math.floor(len(self.items) * fraction)))
-
-    def progress(self, now: float) -> Progress:
-        """The batch at ``now``; see the module docstring for the timeline."""
-        duration = self.completion_seconds
-        started, ends = self.created_at + 0.1 * duration, self.created_at + duration
-        if self.errors:
-            if now < started:
-                return Progress("validating", 0, {})
-            return Progress("failed", 0, {"failed_at": started}, started)
-        if self.cancel_at is not None and now >= self.cancel_at:
-            return self._cancel_progress(now, started)
-        if now < started:
-            return Progress("validating", 0, {})
-        stamps = {"in_progress_at": started}
-        if self.outcome == "expired":
-            if now < ends:
-                return Progress("in_progress", self.done_by(now), stamps)
-            return Progress("expired", self.done_by(ends), {**stamps, "expired_at": ends}, ends)
-        finalizing = self.created_at + 0.9 * duration
-        if now < finalizing:
-            return Progress("in_progress", self.done_by(now), stamps)
-        stamps["finalizing_at"] = finalizing
-        if now < ends:
-            return Progress("finalizing", len(self.items), stamps)
-        return Progress("completed", len(self.items), {**stamps, "completed_at": ends}, ends)
-
-    def _cancel_progress(self, now: float, started: float) -> Progress:
-        assert self.cancel_at is not None
-        stamps = {"cancelling_at": self.cancel_at}
-        if self.cancel_at >= started:
-            stamps["in_progress_at"] = started
-        cancelled_at = self.cancel_at + min(MAX_CANCELLING_SECONDS, self.completion_seconds / 4)
-        if now < cancelled_at:
-            return Progress("cancelling", self.cancel_done, stamps)
-        return Progress("cancelled", self.cancel_done, {**stamps, "cancelled_at": cancelled_at}, cancelled_at)
-
-    def to_api(self, progress: Progress) -> dict[str, Any]:
-        """The batch object exactly as ``types/batch.py`` describes it."""
-        failed = self.failed_before[progress.done]
-        counted = progress.status not in ("validating", "failed")
-        stamp_names = ("in_progress_at", "finalizing_at", "completed_at", "failed_at", "expired_at")
-        return {
-            "id": self.id,
-            "object": "batch",
-            "endpoint": self.endpoint,
-            "model": self.model,
-            "errors": {"object": "list", "data": self.errors} if progress.status == "failed" else None,
-            "input_file_id": self.input_file_id,
-            "completion_window": "24h",
-            "status": progress.status,
-            "output_file_id": self.output_file_id,
-            "error_file_id": self.error_file_id,
-            "created_at": int(self.created_at),
-            "expires_at": int(self.created_at) + DAY,
-            **{name: _seconds(progress.stamps.get(name)) for name in stamp_names},
-            "cancelling_at": _seconds(progress.stamps.get("cancelling_at")),
-            "cancelled_at": _seconds(progress.stamps.get("cancelled_at")),
-            "request_counts": {
-                "total": len(self.items) if counted else 0,
-                "completed": progress.done - failed,
-                "failed": failed,
-            },
-            "usage": self.usage.to_api(),
-            "metadata": self.metadata,
-        }
-
-
 class OpenAIService:
     """Files and batches of the emulated OpenAI account. Callers hold ``state.lock``."""
 
@@ -203,10 +65,13 @@ class OpenAIService:
         self.state = state
         self.files: dict[str, StoredFile] = {}
         self.batches: dict[str, Batch] = {}
+        # Output file id -> downloads served so far (scenario openai_short_output_reads).
+        self.output_reads: dict[str, int] = {}
 
     def reset(self) -> None:
         self.files.clear()
         self.batches.clear()
+        self.output_reads.clear()
 
     def settle(self) -> None:
         for batch in self.batches.values():
@@ -226,6 +91,23 @@ class OpenAIService:
         if stored is None:
             raise OpenAIError(404, f"No such File object: {file_id}", param="id")
         return stored
+
+    def file_content(self, file_id: str) -> bytes:
+        """The bytes a download serves: an output file is short on its first N reads if the scenario says so.
+
+        Users report ``completed`` batches whose output holds fewer lines than ``request_counts``
+        (issue #12 of this project; openai-python#3071 for output that is absent); the missing lines
+        appear on a later read.
+        """
+        stored = self.get_file(file_id)
+        if file_id not in self.output_reads:
+            return stored.content
+        reads = self.output_reads[file_id]
+        self.output_reads[file_id] = reads + 1
+        if reads >= self.state.scenario.openai_short_output_reads:
+            return stored.content
+        rows = stored.content.splitlines(keepends=True)
+        return b"".join(rows[: len(rows) // 2])
 
     def delete_file(self, file_id: str) -> dict[str, Any]:
         self.get_file(file_id)
@@ -250,7 +132,8 @@ class OpenAIService:
 
     # Batches -------------------------------------------------------------------------------
 
-    def create_batch(self, body: Any) -> dict[str, Any]:
+    def create_batch(self, body: Any, account: str = "", organization: str | None = None) -> dict[str, Any]:
+        """Create a batch for ``account`` (the API key); ``organization`` names it in quota messages."""
         check_create_params(body)
         source = self.get_file(body["input_file_id"])
         if source.purpose != "batch":
@@ -269,12 +152,31 @@ class OpenAIService:
         )
         if scenario.batch_outcome == "failed" and not parsed.errors:
             parsed.add_error("invalid_request", "The input file failed validation (emulated: batch_outcome=failed).")
+        load = batch_load(body["endpoint"], parsed.requests)
+        refused = None
+        if not parsed.errors:
+            refusal = first_refusal(
+                scenario.quotas_for(PROVIDER), PROVIDER, account, parsed.model, load, self._running()
+            )
+            if refusal is not None:
+                refused = quota_error(refusal, organization or DEFAULT_ORGANIZATION)
+                parsed.errors.append(refused)
         batch_id = f"batch_{uuid.uuid4().hex}"
         now = self.state.now()
         metadata = body.get("metadata")
         job_key = job_key_from_tags(metadata)
         entry = BatchEntry(
-            PROVIDER, batch_id, int(now), parsed.model, len(parsed.requests), job_key, dict(metadata or {})
+            PROVIDER,
+            batch_id,
+            int(now),
+            parsed.model,
+            len(parsed.requests),
+            job_key,
+            dict(metadata or {}),
+            input_digest=digest(source.content),
+            account=account_label(account),
+            enqueued_tokens=load.tokens(True),
+            refused=refused["code"] if refused else None,
         )
         occurrences = self.state.ledger.record_batch(entry, [custom_id for custom_id, _ in parsed.requests])
         batch = Batch(
@@ -286,9 +188,12 @@ class OpenAIService:
             completion_seconds=scenario.completion_seconds,
             outcome=scenario.batch_outcome,
             model=parsed.model,
-            items=_plan_items(scenario, parsed.requests, occurrences),
+            items=_plan_items(scenario, body["endpoint"], parsed.requests, occurrences),
             errors=parsed.errors,
             output_expiry=output_expiry_seconds(body.get("output_expires_after"), "output_expires_after"),
+            account=account,
+            load=load,
+            finalizing_extra=scenario.finalizing_seconds,
         )
         self.batches[batch_id] = batch
         return batch.to_api(self._refresh(batch))
@@ -316,6 +221,15 @@ class OpenAIService:
             batch.cancel_at, batch.cancel_done = now, batch.done_by(now)
         return batch.to_api(self._refresh(batch))
 
+    def _running(self) -> list[RunningBatch]:
+        """Batches still in the queue: not ended, and not doomed by a validation or quota error."""
+        now = self.state.now()
+        return [
+            RunningBatch(b.account, b.model, b.load)
+            for b in self.batches.values()
+            if not b.errors and b.progress(now).ended_at is None
+        ]
+
     def _batch(self, batch_id: str) -> Batch:
         batch = self.batches.get(batch_id)
         if batch is None:
@@ -337,6 +251,9 @@ class OpenAIService:
         for index, item in enumerate(batch.items):
             if index >= progress.done:
                 errors.append(lines.dumps(lines.not_run_line(batch.id, item.custom_id, progress.status)))
+            elif item.refusal is not None:
+                refused = lines.refused_line(batch.id, item.custom_id, item.refusal.status, item.refusal.error())
+                errors.append(lines.dumps(refused))
             elif item.error_kind is not None:
                 errors.append(lines.dumps(lines.http_error_line(batch.id, item.custom_id, item.error_kind)))
             else:
@@ -348,8 +265,10 @@ class OpenAIService:
                 batch.usage.input_tokens += usage.input_tokens
                 batch.usage.output_tokens += usage.output_tokens
                 billed.append(item.custom_id)
+        # Only the error file when every item failed: output_file_id stays null (openai-python#3071).
         if output:
             batch.output_file_id = self._result_file(batch, "output", output).id
+            self.output_reads[batch.output_file_id] = 0
         if errors:
             batch.error_file_id = self._result_file(batch, "error", errors).id
         self.state.ledger.record_billed(PROVIDER, batch.id, job_key_from_tags(batch.metadata), billed)
@@ -360,19 +279,23 @@ class OpenAIService:
 
 
 def _plan_items(
-    scenario: Scenario, requests: list[tuple[str, dict[str, Any]]], occurrences: list[int]
+    scenario: Scenario, endpoint: str, requests: list[tuple[str, dict[str, Any]]], occurrences: list[int]
 ) -> list[BatchItem]:
     """Each request with its fate, in the shuffled order the batch processes and reports them."""
-    items = [
-        BatchItem(
-            custom_id,
-            body,
-            scenario.item_error(custom_id, seen),
-            scenario.has_invalid_output(custom_id, seen),
-            scenario.has_malformed_line(custom_id, seen),
+    served = scenario.openai_served_models or DEFAULT_SERVED_MODELS
+    items = []
+    for (custom_id, body), seen in zip(requests, occurrences, strict=True):
+        refusal = check_line(endpoint, body, served) if scenario.strict else None
+        items.append(
+            BatchItem(
+                custom_id,
+                body,
+                None if refusal else scenario.item_error(custom_id, seen),
+                scenario.has_invalid_output(custom_id, seen),
+                scenario.has_malformed_line(custom_id, seen),
+                refusal,
+            )
         )
-        for (custom_id, body), seen in zip(requests, occurrences, strict=True)
-    ]
     items.sort(key=lambda item: scenario.order_key(item.custom_id))
     return items
 
@@ -395,7 +318,3 @@ def _page(data: list[dict[str, Any]], after: str | None, limit: int) -> dict[str
         "last_id": page[-1]["id"] if page else None,
         "has_more": start + limit < len(data),
     }
-
-
-def _seconds(moment: float | None) -> int | None:
-    return None if moment is None else int(moment)

@@ -112,7 +112,7 @@ class OpenAIResponses:
     @openai_endpoint
     async def file_content(self, request: Request) -> Response:
         with self.lock:
-            content = self.service.get_file(request.path_params["file_id"]).content
+            content = self.service.file_content(request.path_params["file_id"])
         # The SDK asks for application/binary and accepts any content type back.
         return await result_download(self.service.state, content, "application/octet-stream")
 
@@ -125,8 +125,9 @@ class OpenAIResponses:
     @openai_endpoint
     async def create_batch(self, request: Request) -> Response:
         body = await read_json(request)
+        account = bearer_token(request) or ""
         with self.lock:
-            batch = self.service.create_batch(body)
+            batch = self.service.create_batch(body, account, request.headers.get("openai-organization"))
         return JSONResponse(batch)
 
     @openai_endpoint

@@ -34,4 +34,5 @@ PROVIDER = ProviderSpec(
     create_service=OpenAIService,
     routes=routes,
     error_body=error_body,
+    create_route=r"/v1/batches$",
 )

@@ -26,8 +26,11 @@ from airflow_llm_batch.emulator.bigquery.engine import RESULTS_SCHEMA, BigQueryE
 from airflow_llm_batch.emulator.bigquery.models import BigQueryService
 from airflow_llm_batch.emulator.gemini import lines
 from airflow_llm_batch.emulator.gemini.files import GeminiError, page, rfc3339
-from airflow_llm_batch.emulator.gemini.models import Batch, Item, Progress, check_limits
-from airflow_llm_batch.emulator.ledger import BatchEntry, job_key_from_tags
+from airflow_llm_batch.emulator.gemini.inputs import Item
+from airflow_llm_batch.emulator.gemini.models import Batch, Progress, check_limits
+from airflow_llm_batch.emulator.gemini.quota import batch_load, quota_exceeded
+from airflow_llm_batch.emulator.ledger import BatchEntry, RefusedCreate, job_key_from_tags
+from airflow_llm_batch.emulator.quotas import Refusal, RunningBatch, account_label, digest, first_refusal
 from airflow_llm_batch.emulator.state import EmulatorState
 
 PROVIDER = "vertex"
@@ -119,10 +122,29 @@ class VertexService:
         items = self._read_input(source[1], str(source[2]), snapshot)
         scenario = self.state.scenario
         check_limits(len(items), 0, scenario.max_requests_per_batch, None)
+        load = batch_load("generate", [item.request for item in items if item.problem is None])
+        refusal = first_refusal(scenario.quotas_for(PROVIDER), PROVIDER, project, model, load, self._running())
+        if refusal is not None:
+            self.state.ledger.record_refused_create(
+                RefusedCreate(PROVIDER, int(self.state.now()), model, refusal.measure, account_label(project))
+            )
+            raise quota_exceeded(refusal, "aiplatform.googleapis.com", quota_message(refusal, project, location))
         labels = {str(k): str(v) for k, v in (body.get("labels") or {}).items()}
         fate_keys = [item.key or f"#{index}" for index, item in enumerate(items)]
         name = f"projects/{project}/locations/{location}/batchPredictionJobs/{job_id}"
-        entry = BatchEntry(PROVIDER, name, int(self.state.now()), model, len(items), job_key_from_tags(labels), labels)
+        requests_column = json.dumps([item.request for item in items], sort_keys=True, separators=(",", ":"))
+        entry = BatchEntry(
+            PROVIDER,
+            name,
+            int(self.state.now()),
+            model,
+            len(items),
+            job_key_from_tags(labels),
+            labels,
+            input_digest=digest(requests_column.encode()),
+            account=account_label(project),
+            enqueued_tokens=load.tokens(True),
+        )
         occurrences = self.state.ledger.record_batch(entry, fate_keys)
         batch = Batch(
             id=job_id,
@@ -140,6 +162,8 @@ class VertexService:
             failure="The batch failed validation (emulated: batch_outcome=failed)."
             if scenario.batch_outcome == "failed"
             else None,
+            account=project,
+            load=load,
         )
         job = VertexJob(batch, project, location, labels, input_config, output_config, output, snapshot)
         self.jobs[job_id] = job
@@ -211,6 +235,14 @@ class VertexService:
         job = self.jobs.pop(self._job(job_id).batch.id)
         return {"name": f"{job.name}/operations/{uuid.uuid4().int % 10**18}", "done": True}
 
+    def _running(self) -> list[RunningBatch]:
+        now = self.state.now()
+        return [
+            RunningBatch(job.batch.account, job.batch.model, job.batch.load)
+            for job in self.jobs.values()
+            if job.batch.failure is None and job.batch.progress(now).ended_at is None
+        ]
+
     def _job(self, job_id: str) -> VertexJob:
         job = self.jobs.get(job_id.rsplit("/", 1)[-1])
         if job is None:
@@ -253,6 +285,16 @@ class VertexService:
         )
         tags = job.labels
         self.state.ledger.record_billed(PROVIDER, job.name, job_key_from_tags(tags), billed)
+
+
+def quota_message(refusal: Refusal, project: str, location: str) -> str:
+    """The 429 message of a job create over a quota (Vertex AI quotas page; the wording is the emulator's)."""
+    what = {"concurrent_batches": "concurrent batch prediction jobs"}.get(refusal.measure, refusal.measure)
+    return (
+        f"Quota exceeded for aiplatform.googleapis.com: {what} for base model {refusal.model} in project "
+        f"{project}, location {location}. Limit: {refusal.limit}. Wait for running batch prediction jobs to "
+        "finish, or request a quota increase."
+    )
 
 
 def output_cells(entry: Mapping[str, Any]) -> dict[str, Any]:

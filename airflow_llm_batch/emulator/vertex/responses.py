@@ -34,7 +34,7 @@ def vertex_endpoint(handler: Handler) -> Handler:
                 raise GeminiError(401, "Request is missing required authentication credential (emulated).")
             return await handler(self, request)
         except GeminiError as error:
-            return JSONResponse(error.body(), status_code=error.code)
+            return JSONResponse(error.body(), status_code=error.code, headers=error.headers)
         except BadJsonBody as error:
             return JSONResponse(GeminiError(400, str(error)).body(), status_code=400)
 

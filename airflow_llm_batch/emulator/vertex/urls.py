@@ -37,4 +37,5 @@ PROVIDER = ProviderSpec(
     create_service=VertexService,
     routes=routes,
     error_body=error_body,
+    create_route=r"/batchPredictionJobs$",
 )
