@@ -15,6 +15,7 @@ from typing import Any
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, PreparedJob, RequestSpec
 from airflow_llm_batch.batch.fingerprint import LineDigest
+from airflow_llm_batch.batch.preflight import Preflight
 from airflow_llm_batch.batch.state import chunk_file_name, ids_file_name
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
@@ -166,19 +167,25 @@ def prepare_chunks(
     out_dir: StoragePath,
     template: PromptTemplate | None = None,
     body_field: str | None = None,
+    preflight: Preflight | None = None,
 ) -> PreparedJob:
     """Render, validate and write every item; raise :class:`InvalidInputError` listing the problems.
 
     :param template: renders each item's prompt (chat) or input text (embedding).
     :param body_field: alternatively, the item field holding a ready provider-native body.
+    :param preflight: the request check (``preflight/``); by default one with every rule on.
     """
     backend.check_model(spec)
     backend.check_spec(spec)
+    check = preflight or Preflight(backend, spec)
+    if body_field is None and template is not None:
+        check.check_template()  # the shape of every item's body, once
     out_dir.mkdir(parents=True, exist_ok=True)
     problems = _Problems()
     seen = SeenIds()
     mapper = IdMapper(backend.limits.custom_id_pattern, backend.limits.custom_id_max_length)
-    requests = _Requests(backend, spec, template, body_field, mapper)
+    requests = _Requests(backend, spec, template, body_field, mapper, check)
+    check_size = check.check_size
     chunks = ChunkWriter(out_dir, backend)
     max_request_bytes = backend.limits.max_request_bytes
     count = 0
@@ -212,10 +219,15 @@ def prepare_chunks(
                 f"{max_request_bytes:,} bytes per request; shorten the item's text"
             )
             continue
+        too_big = check_size(user_id, len(line))
+        if too_big is not None:
+            problems.add(f"item '{user_id}': {too_big}")
+            continue
         if not problems.total:
             chunks.add(model, custom_id, user_id, line)
     problems.add_late_duplicates(seen.late_duplicates(), id_field)
     problems.raise_if_any()
+    check.report()
     written, fingerprint = chunks.finish()
     return PreparedJob(chunks=written, item_count=count, fingerprint=fingerprint)
 
@@ -231,9 +243,10 @@ class _Requests:
         template: PromptTemplate | None,
         body_field: str | None,
         mapper: IdMapper,
+        check: Preflight,
     ) -> None:
         self._backend, self._spec, self._template, self._body_field = backend, spec, template, body_field
-        self._mapper = mapper
+        self._mapper, self._check = mapper, check
         self._encoder = backend.line_encoder(spec) if template is not None and body_field is None else None
 
     def line_of(self, item: Any, user_id: str) -> tuple[str, str, bytes]:
@@ -246,6 +259,10 @@ class _Requests:
             return encoder.model, custom_id, encoder.encode(custom_id, text)
         spec = self._spec
         body = _body_of(item, spec, self._backend, self._template, self._body_field)
+        if self._body_field is not None:
+            problem = self._check.check_item_body(body)
+            if problem is not None:
+                raise _ItemProblem(f"(its '{self._body_field}') {problem}")
         custom_id = self._mapper.custom_id(user_id)
         line = jsonl.dumps(self._backend.build_line(custom_id, spec, body))
         return str(body.get("model", spec.model)), custom_id, line

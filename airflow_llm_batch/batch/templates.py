@@ -4,15 +4,26 @@ The template is parsed once; rendering joins literal pieces with the item's valu
 inserted as it is and never parsed again, so a ticket that contains ``{{ }}`` or ``{body}`` stays
 text (Airflow's Jinja has already run over the template itself, never over the items).
 Write ``{{`` and ``}}`` for literal braces in the template.
+
+Values that are not text: numbers and booleans as ``str()`` writes them; a dict or a list (a
+nested JSON field, a Parquet struct or list) as compact JSON (``{"product":"a"}``, never Python's
+``{'product': 'a'}``). A placeholder reaches into nested fields with dots: ``{meta.product}`` is
+``item["meta"]["product"]``, unless the item has a field named ``meta.product`` itself.
 """
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from airflow_llm_batch.exceptions import ConfigurationError
+
+# One field name per dot-separated part: letters, digits, ``_`` and ``-``.
+_FIELD = re.compile(r"[\w-]+(\.[\w-]+)*")
 
 _MISSING = object()
 
@@ -32,7 +43,7 @@ class PromptTemplate:
     :param template: e.g. ``"Classify this ticket.\\nSubject: {subject}\\n\\n{body}"``.
     """
 
-    __slots__ = ("_pieces", "fields", "template")
+    __slots__ = ("_paths", "_pieces", "fields", "template")
 
     def __init__(self, template: str) -> None:
         self.template = template
@@ -49,14 +60,15 @@ class PromptTemplate:
                     f"prompt template field {{{name}!{conversion}:{spec}}}: only plain {{field}} "
                     "placeholders are supported"
                 )
-            if name == "" or (name is not None and not name.replace("_", "a").replace("-", "a").isalnum()):
+            if name == "" or (name is not None and not _FIELD.fullmatch(name)):
                 raise ConfigurationError(
-                    f"prompt template has a placeholder {{{name}}}; use item field names like {{body}}, "
-                    "and {{{{ }}}} for literal braces"
+                    f"prompt template has a placeholder {{{name}}}; use item field names like {{body}} "
+                    "(or {meta.product} for a nested field), and {{ }} for literal braces"
                 )
             pieces.append((literal, name))
         self._pieces = tuple(pieces)
         self.fields = tuple(dict.fromkeys(name for _, name in pieces if name is not None))
+        self._paths = {name: tuple(name.split(".")) for name in self.fields if "." in name}
 
     def render(self, item: Mapping[str, Any]) -> str:
         """Fill the placeholders from ``item``; raise :class:`TemplateFieldError` naming the field."""
@@ -66,8 +78,19 @@ class PromptTemplate:
             if name is None:
                 continue
             value = item.get(name, _MISSING)
+            if value is _MISSING and name in self._paths:
+                value = _nested(item, self._paths[name])
             out.append(value if value.__class__ is str else _as_text(name, value))
         return "".join(out)
+
+
+def _nested(item: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = item
+    for part in path:
+        if not isinstance(value, Mapping):
+            return _MISSING
+        value = value.get(part, _MISSING)
+    return value
 
 
 def _as_text(name: str, value: Any) -> str:
@@ -81,4 +104,11 @@ def _as_text(name: str, value: Any) -> str:
             return value.decode("utf-8")
         except UnicodeDecodeError:
             raise TemplateFieldError(name, "is not valid UTF-8") from None
-    return value if isinstance(value, str) else str(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping | list | tuple):
+        try:  # compact JSON, UTF-8 as is: what a model reads best, and what the user would write
+            return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError as err:
+            raise TemplateFieldError(name, f"holds a value that cannot be written as JSON ({err})") from None
+    return str(value)
