@@ -36,11 +36,16 @@ def submit_items(
     spec: RequestSpec,
     key: JobKey = KEY,
     *,
-    template: str = TEMPLATE,
+    template: str | None = TEMPLATE,
     timeout_seconds: int = 3600,
+    body_field: str | None = None,
+    preflight: Any = None,
     **submit_kwargs: Any,
 ) -> tuple[JobLayout, Manifest]:
-    """Prepare the rows as attempt 1 of ``key`` under ``root`` and create its batches."""
+    """Prepare the rows as attempt 1 of ``key`` under ``root`` and create its batches.
+
+    :param preflight: the request check (``batch/preflight``); default every rule on.
+    """
     layout = JobLayout.for_job(root, key, 1)
     prepared = prepare_chunks(
         rows,
@@ -48,7 +53,9 @@ def submit_items(
         spec=spec,
         backend=backend,
         out_dir=layout.requests_dir,
-        template=PromptTemplate(template),
+        template=PromptTemplate(template) if template is not None else None,
+        body_field=body_field,
+        preflight=preflight,
     )
     manifest = submit_prepared(
         prepared,
