@@ -4,7 +4,9 @@ The items come from a JSONL file, as in a nightly DAG (``items="s3://.../tickets
 300-byte prompts after rendering, a response schema, the OpenAI backend's limits (50,000 requests
 and 200 MB per file). What is timed is ``prepare_chunks``, the whole of the Submit task before its
 first API call: read, render, validate, map ids, check sizes, chunk, write lines and id maps,
-fingerprint. The bare loop reads the same file and writes the same request lines, nothing else.
+fingerprint, and the pre-flight check of the requests (``batch/preflight``). The bare loop reads
+the same file and writes the same request lines, nothing else. The same pass with the pre-flight
+check switched off (``preflight=False``) is timed too: the difference is the check's own share.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from bench._harness import benchmark_args, emit, peak_rss_mb, rows_for, run_child, scratch, timed
+from bench._harness import Row, benchmark_args, emit, peak_rss_mb, rows_for, run_child, scratch, timed
 
 MODEL = "gpt-4.1-mini"
 SYSTEM_PROMPT = (
@@ -86,10 +88,11 @@ def bare_loop(items_path: Path, out_path: Path) -> int:
     return count
 
 
-def prepare(items_path: Path, out_dir: Path) -> Any:
-    """What the Submit task does before its first API call."""
+def prepare(items_path: Path, out_dir: Path, check: bool = True) -> Any:
+    """What the Submit task does before its first API call (``check``: with the pre-flight check)."""
     from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
     from airflow_llm_batch.batch.backends.openai import OpenAIBackend
+    from airflow_llm_batch.batch.preflight import Preflight, PreflightSettings
     from airflow_llm_batch.batch.prepare import prepare_chunks
     from airflow_llm_batch.batch.records import Kind
     from airflow_llm_batch.batch.schema import ResponseSchema
@@ -111,6 +114,7 @@ def prepare(items_path: Path, out_dir: Path) -> Any:
         backend=backend,
         out_dir=out_dir,
         template=PromptTemplate(PROMPT),
+        preflight=Preflight(backend, spec, PreflightSettings(enabled=check)),
     )
 
 
@@ -130,18 +134,46 @@ def measure(items: int, repeat: int, work: Path, profile: Path | None) -> dict[s
 
         cProfile.runctx("prepare(items_path, work / 'requests')", globals(), locals(), str(profile))
         return {}
-    best, bare_best, chunks = float("inf"), float("inf"), 0
+    best, bare_best, unchecked_best, chunks = float("inf"), float("inf"), float("inf"), 0
     for attempt in range(repeat):
         with timed() as bare:
             bare_loop(items_path, work / "bare.jsonl")
         (work / "bare.jsonl").unlink()
+        with timed() as unchecked:
+            prepare(items_path, work / f"unchecked-{attempt}", check=False)
+        shutil.rmtree(work / f"unchecked-{attempt}")
         with timed() as elapsed:
             prepared = prepare(items_path, work / f"requests-{attempt}")
         assert prepared.item_count == items
         chunks = len(prepared.chunks)
         best, bare_best = min(best, elapsed[0]), min(bare_best, bare[0])
+        unchecked_best = min(unchecked_best, unchecked[0])
         shutil.rmtree(work / f"requests-{attempt}")
-    return {"items": items, "seconds": best, "bare_seconds": bare_best, "peak_mb": peak_rss_mb(), "chunks": chunks}
+    return {
+        "items": items,
+        "seconds": best,
+        "bare_seconds": bare_best,
+        "unchecked_seconds": unchecked_best,
+        "peak_mb": peak_rss_mb(),
+        "chunks": chunks,
+    }
+
+
+def check_share_row(runs: list[dict[str, Any]]) -> Row:
+    """The pre-flight check's own share of the submit pass at the biggest size (same run)."""
+    big = max(runs, key=lambda run: run["items"])
+    share = (big["seconds"] - big["unchecked_seconds"]) / big["seconds"]
+    on, off = big["seconds"] / big["bare_seconds"], big["unchecked_seconds"] / big["bare_seconds"]
+    return Row(
+        f"submit {big['items']:,} items: pre-flight check's share",
+        big["seconds"],
+        "s",
+        big["unchecked_seconds"],
+        "the same pass, preflight=False",
+        target="check on <= 3x bare loop time (row above)",
+        note=f"the check's own share: {share:.1%} of the pass ({big['seconds'] - big['unchecked_seconds']:+.2f} s); "
+        f"check on {on:.2f}x, off {off:.2f}x the bare loop",
+    )
 
 
 def main() -> None:
@@ -156,7 +188,7 @@ def main() -> None:
             run_child("bench.submit", work / str(n), f"submit-{n}.json", "--one", str(n), "--repeat", str(args.repeat))
             for n in sizes
         ]
-    emit(rows_for("submit", "items", runs, rate_target=150_000), args.json)
+    emit([*rows_for("submit", "items", runs, rate_target=150_000), check_share_row(runs)], args.json)
 
 
 if __name__ == "__main__":
