@@ -253,6 +253,13 @@ def test_reasoning_models_refuse_max_tokens_and_a_custom_temperature():
     assert _problems(OPENAI, body, body["model"], skipped) == []
 
 
+def test_a_model_served_only_on_the_responses_api_is_refused_on_chat_completions():
+    body = {"model": "gpt-5-pro", "messages": [{"role": "user", "content": "x"}]}
+    [problem] = _problems(OPENAI, body, "gpt-5-pro")
+    assert "field 'model' is served only on /v1/responses" in problem
+    assert _problems(OPENAI, body, "gpt-5-pro", PreflightSettings(skip=frozenset({"responses_only"}))) == []
+
+
 def test_strict_json_schema_needs_closed_objects_and_every_property_required():
     body = dict(OPENAI_CHAT_EXAMPLES[3])
     schema = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "required": ["a"]}
