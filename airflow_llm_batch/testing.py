@@ -87,12 +87,15 @@ class AirflowSandbox:
         check: bool = True,
         timeout: float = 600,
         env: Mapping[str, str] | None = None,
+        conf: Mapping[str, Any] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run the whole DAG once in one process (deferrable tasks' triggers run inline).
 
         :param env: extra environment variables for this run (the DAG file is parsed with them).
+        :param conf: the run's configuration (``params``), as ``airflow dags test -c`` takes it.
         """
-        return self.airflow("dags", "test", dag_id, logical_date, timeout=timeout, check=check, env=env)
+        extra = ("-c", json.dumps(dict(conf))) if conf else ()
+        return self.airflow("dags", "test", dag_id, logical_date, *extra, timeout=timeout, check=check, env=env)
 
 
 class AirflowCommandError(RuntimeError):

@@ -8,6 +8,9 @@ travel through XCom.
 
 Connection ``llm_batch_openai`` (type ``llm_batch_openai``): the API key as password; for the
 bundled emulator set the host to ``http://127.0.0.1:8765/openai/v1`` (``make demo`` does this).
+
+Trigger with ``{"dry_run": true}`` (or ``airflow dags test nightly_ticket_triage -c '{"dry_run":
+true}'``) to check every request and see the plan, tokens and cost without calling the provider.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import random
 
 import pendulum
-from airflow.sdk import DAG, task
+from airflow.sdk import DAG, Param, task
 
 from airflow_llm_batch import LLMBatchCompletionSensor, LLMBatchResultsOperator, LLMBatchSubmitOperator
 
@@ -75,6 +78,7 @@ with DAG(
     catchup=False,
     tags=["llm-batch", "example"],
     doc_md=__doc__,
+    params={"dry_run": Param(False, type="boolean", description="Check and plan only; call no provider")},
 ):
 
     @task
@@ -102,6 +106,7 @@ with DAG(
         parameters={"max_tokens": 200},
         response_schema=TRIAGE_SCHEMA,
         conn_id=CONN_ID,
+        dry_run="{{ params.dry_run }}",
     )
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
     results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format="jsonl")

@@ -38,9 +38,11 @@ class DagRunner:
         self.sandbox = sandbox
         self.emulator = emulator
 
-    def run(self, dag_id: str, check: bool = True, env: dict[str, str] | None = None) -> tuple[str, Any]:
+    def run(
+        self, dag_id: str, check: bool = True, env: dict[str, str] | None = None, conf: dict[str, Any] | None = None
+    ) -> tuple[str, Any]:
         logical_date = next(self._dates)
-        return logical_date, self.sandbox.dags_test(dag_id, logical_date, check=check, env=env)
+        return logical_date, self.sandbox.dags_test(dag_id, logical_date, check=check, env=env, conf=conf)
 
     def run_id(self, dag_id: str, logical_date: str) -> str:
         with sqlite3.connect(self.sandbox.home / "airflow.db") as db:
