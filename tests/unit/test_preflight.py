@@ -231,13 +231,28 @@ def test_a_missing_required_field_is_named():
     assert f"anthropic {sdk_version('anthropic')}" in problem
 
 
-def test_gemini_file_lines_need_camel_case_names_unless_the_rule_is_skipped():
-    body = {"contents": [{"parts": [{"text": "x"}]}], "generationConfig": {"thinking_config": {"thinkingBudget": 0}}}
+def test_gemini_fields_pass_in_either_spelling_in_the_right_place():
+    # Google's batch guide shows this file line; proto JSON reads snake_case and camelCase alike.
+    documented = {
+        "contents": [{"parts": [{"text": "Describe the process of photosynthesis."}]}],
+        "generation_config": {"temperature": 0.7},
+    }
+    assert _problems(GEMINI, documented, "gemini-2.5-flash") == []
+    nested = {"contents": documented["contents"], "generationConfig": {"thinking_config": {"thinking_budget": 0}}}
+    assert _problems(GEMINI, nested, "gemini-2.5-flash") == []
+
+
+def test_a_gemini_generation_field_at_the_top_of_the_request_is_refused_unless_skipped():
+    # The batch service: "no such field: 'thinking_config'" (inspect_ai#3257).
+    body = {"contents": [{"parts": [{"text": "x"}]}], "thinking_config": {"thinkingBudget": 0}}
     [problem] = _problems(GEMINI, body, "gemini-2.5-flash")
-    assert "field 'generationConfig.thinking_config'" in problem and "write 'thinkingConfig'" in problem
-    assert _problems(GEMINI, body, "gemini-2.5-flash", PreflightSettings(skip=frozenset({"gemini_camel_case"}))) == []
-    top = {"contents": body["contents"], "generation_config": {"temperature": 0.2}}
-    assert "did you mean 'generationConfig'?" in _problems(GEMINI, top, "gemini-2.5-flash")[0]
+    assert "field 'thinking_config' belongs under generationConfig" in problem
+    skipped = PreflightSettings(skip=frozenset({"gemini_field_placement"}))
+    assert "is not a field this request accepts" in _problems(GEMINI, body, "gemini-2.5-flash", skipped)[0]
+    twice = {"contents": body["contents"], "generationConfig": {}, "generation_config": {"temperature": 0.1}}
+    assert (
+        "is given twice ('generationConfig' and 'generation_config')" in _problems(GEMINI, twice, "gemini-2.5-flash")[0]
+    )
 
 
 def test_reasoning_models_refuse_max_tokens_and_a_custom_temperature():

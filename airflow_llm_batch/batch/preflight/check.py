@@ -187,8 +187,8 @@ class Preflight:
     # Helpers ------------------------------------------------------------------------------------
     def _type(self) -> BodyType | None:
         if self._body_type is False:
-            camel = "gemini_camel_case" not in self.settings.skip
-            self._body_type = body_type(self.backend.provider, self.spec.kind, camel_case=camel)
+            placement = "gemini_field_placement" not in self.settings.skip
+            self._body_type = body_type(self.backend.provider, self.spec.kind, placement=placement)
             if self._body_type is None:
                 log.info("No SDK request type to check %s bodies against: skipped", self.backend.provider)
         return self._body_type if isinstance(self._body_type, BodyType) else None

@@ -105,7 +105,7 @@ RULES = {
     "reasoning_temperature": "OpenAI reasoning models take only the default temperature (1)",
     "responses_only": "models served only on /v1/responses are refused on chat completions",
     "strict_schema": "OpenAI strict json_schema: additionalProperties false and every property required",
-    "gemini_camel_case": "Gemini file lines spell fields in camelCase",
+    "gemini_field_placement": "Gemini generation fields under generationConfig, each field in one spelling",
     "max_output": "the output limit asked for is within the model's",
     "context_window": "each request's estimated input fits the model's context window",
     "model_kind": "chat models for chat, embedding models for embeddings",

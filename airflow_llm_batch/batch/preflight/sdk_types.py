@@ -3,8 +3,12 @@
 - OpenAI: the ``TypedDict`` create params of ``openai`` (chat completions, embeddings, Responses).
 - Anthropic: ``anthropic``'s ``MessageCreateParamsNonStreaming`` (the ``params`` of a batch request).
 - Gemini and Vertex: ``google-genai``'s pydantic request types (``Content``, ``GenerationConfig``,
-  ``GenerateContentConfig``, ``EmbedContentConfig``), read by their camelCase aliases only, as file
-  lines must be written (reported: UKGovernmentBEIS/inspect_ai#3273).
+  ``GenerateContentConfig``, ``EmbedContentConfig``). Field names pass in either spelling: the
+  REST API reads proto JSON, whose parsers accept the camelCase JSON name and the snake_case proto
+  name alike, and Google's batch guide shows a file line with ``generation_config``. What the
+  batch service refuses is a field in the wrong place, e.g. ``thinking_config`` at the top of the
+  request instead of under ``generationConfig`` (``400 no such field: 'thinking_config'``,
+  reported: UKGovernmentBEIS/inspect_ai#3257), and a field given twice in both spellings.
 
 The SDKs' ``TypedDict`` s do not refuse unknown keys and their ``Iterable`` fields are validated
 lazily by pydantic; :func:`_strict` rewrites pydantic's compiled schema so that unknown keys are
@@ -50,10 +54,11 @@ class BodyType:
     validate: Callable[[Mapping[str, Any]], list[BodyProblem]]
 
 
-def body_type(provider: str, kind: Kind, endpoint: str | None = None, camel_case: bool = True) -> BodyType | None:
+def body_type(provider: str, kind: Kind, endpoint: str | None = None, placement: bool = True) -> BodyType | None:
     """The installed SDK's type for this provider's bodies of ``kind``; ``None`` when no SDK is installed.
 
-    :param camel_case: Gemini only: refuse the SDK's snake_case names (file lines need camelCase).
+    :param placement: Gemini only: name a generation field at the top of the request (it belongs
+        under ``generationConfig``) and a field given in both spellings.
     """
     try:
         if provider == "openai":
@@ -61,7 +66,7 @@ def body_type(provider: str, kind: Kind, endpoint: str | None = None, camel_case
         if provider == "anthropic":
             return _anthropic()
         if provider in ("gemini", "vertex"):
-            return _gemini(kind, camel_case)
+            return _gemini(kind, placement)
     except ImportError:
         return None
     return None
@@ -143,7 +148,7 @@ _GEMINI_EMBED_LEVEL = ("taskType", "title", "outputDimensionality", "autoTruncat
 
 
 @functools.cache
-def _gemini(kind: Kind, camel_case: bool) -> BodyType:
+def _gemini(kind: Kind, placement: bool) -> BodyType:
     from google.genai import types
     from pydantic import TypeAdapter
 
@@ -160,12 +165,17 @@ def _gemini(kind: Kind, camel_case: bool) -> BodyType:
         }
         nested = (types.GenerateContentConfig, _GEMINI_REQUEST_LEVEL)
         name = "Content, GenerationConfig and GenerateContentConfig"
+    generation_fields = frozenset(_camel(field) for field in types.GenerationConfig.model_fields)
     judge = f"google-genai {sdk_version('google-genai')}'s {name}"
-    return BodyType(judge, functools.partial(_validate_gemini, parts, nested, not camel_case))
+    validate = functools.partial(_validate_gemini, parts, nested, generation_fields if placement else frozenset())
+    return BodyType(judge, validate)
 
 
 def _validate_gemini(
-    parts: Mapping[str, Any], nested: tuple[Any, Sequence[str]], by_name: bool, body: Mapping[str, Any]
+    parts: Mapping[str, Any],
+    nested: tuple[Any, Sequence[str]],
+    generation_fields: frozenset[str],
+    body: Mapping[str, Any],
 ) -> list[BodyProblem]:
     from pydantic import ValidationError
 
@@ -173,30 +183,31 @@ def _validate_gemini(
 
     model, level_fields = nested
     known = (*parts, *level_fields)
-    problems = [
-        BodyProblem(key, _unknown_key(key, known)) for key in body if key not in parts and key not in level_fields
-    ]
+    problems: list[BodyProblem] = []
+    request: dict[str, Any] = {}  # by the camelCase name
+    for key, value in body.items():
+        name = _camel(key)
+        if name in request:
+            problems.append(BodyProblem(key, f"is given twice ({name!r} and {key!r}); keep one"))
+        elif name in known:
+            request[name] = value
+        elif name in generation_fields:
+            problems.append(BodyProblem(key, "belongs under generationConfig, not at the top of the request"))
+        else:
+            problems.append(BodyProblem(key, _unknown_key(key, known)))
     for key, adapter in parts.items():
-        if key in body:
+        if key in request:
             try:  # JSON mode, as the service reads the line: enum names as strings, strictly typed
-                adapter.validate_json(jsonl.dumps(body[key]), strict=True, by_alias=True, by_name=by_name)
+                adapter.validate_json(jsonl.dumps(request[key]), strict=True, by_alias=True, by_name=True)
             except ValidationError as err:
-                problems += describe(err.errors(include_url=False), body[key], (), prefix=key)
-    level = {key: body[key] for key in level_fields if key in body}
+                problems += describe(err.errors(include_url=False), request[key], (), prefix=key)
+    level = {key: request[key] for key in level_fields if key in request}
     if level:
         try:
-            model.model_validate_json(jsonl.dumps(level), strict=True, by_alias=True, by_name=by_name)
+            model.model_validate_json(jsonl.dumps(level), strict=True, by_alias=True, by_name=True)
         except ValidationError as err:
             problems += describe(err.errors(include_url=False), level, level_fields)
-    return [_camel_hint(problem) for problem in problems[:MAX_PROBLEMS_PER_BODY]]
-
-
-def _camel_hint(problem: BodyProblem) -> BodyProblem:
-    """Gemini file lines take the REST names (camelCase), not the Python SDK's snake_case ones."""
-    name = problem.path.rsplit(".", 1)[-1]
-    if "_" not in name or "did you mean" in problem.message or not problem.message.startswith("is not a field"):
-        return problem
-    return BodyProblem(problem.path, f"is the Python SDK's spelling; write {_camel(name)!r} (camelCase) in file lines")
+    return problems[:MAX_PROBLEMS_PER_BODY]
 
 
 def _camel(name: str) -> str:
