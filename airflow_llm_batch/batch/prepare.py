@@ -185,7 +185,7 @@ def prepare_chunks(
     seen = SeenIds()
     mapper = IdMapper(backend.limits.custom_id_pattern, backend.limits.custom_id_max_length)
     requests = _Requests(backend, spec, template, body_field, mapper, check)
-    check_size = check.check_size
+    size_threshold = check.size_threshold  # near the context window: one comparison per item
     chunks = ChunkWriter(out_dir, backend)
     max_request_bytes = backend.limits.max_request_bytes
     count = 0
@@ -219,10 +219,11 @@ def prepare_chunks(
                 f"{max_request_bytes:,} bytes per request; shorten the item's text"
             )
             continue
-        too_big = check_size(user_id, len(line))
-        if too_big is not None:
-            problems.add(f"item '{user_id}': {too_big}")
-            continue
+        if len(line) > size_threshold:
+            too_big = check.check_size(user_id, len(line))
+            if too_big is not None:
+                problems.add(f"item '{user_id}': {too_big}")
+                continue
         if not problems.total:
             chunks.add(model, custom_id, user_id, line)
     problems.add_late_duplicates(seen.late_duplicates(), id_field)

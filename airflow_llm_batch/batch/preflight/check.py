@@ -15,6 +15,7 @@ raise the window with ``preflight={"models": {...}}`` or skip ``context_window``
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -98,6 +99,8 @@ class Preflight:
         self._window = window
         self._refuse_bytes = window * BYTES_PER_TOKEN if window and not (facts and facts.truncates) else None
         self._near_bytes = int(window * NEAR_FRACTION) * BYTES_PER_TOKEN if window else None
+        # The pass compares each line's length with this before calling :meth:`check_size`.
+        self.size_threshold = self._near_bytes if self._near_bytes is not None else sys.maxsize
 
     # The shape ----------------------------------------------------------------------------------
     def check_template(self) -> None:
