@@ -36,6 +36,8 @@ def llm_batch_step(
         (for custom item loading or instrumentation); default the class itself.
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
         ``conn_id``, ``provider_limits``, ``work_dir`` and ``timeout`` also apply to the retries.
+        ``dry_run=True`` checks and plans the first round without calling the provider; every task
+        after it is then skipped.
     """
     from airflow_llm_batch.operators.consolidate import LLMBatchConsolidateOperator
     from airflow_llm_batch.operators.results import LLMBatchResultsOperator
