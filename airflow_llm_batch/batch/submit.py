@@ -1,8 +1,10 @@
 """The submit use case: items in, batches created, a manifest out (``LLMBatchSubmitOperator`` runs it).
 
 The operator resolves the hook, the job key and the work dir, and hands over plain values; this
-module does the rest in order: the requests (built in place when the backend can, else chunk
-files written in the worker), the schema file, the cost check, and the create calls (``job.py``).
+module does the rest in order: the pre-flight check of the requests' shape (``preflight/``), the
+requests (built in place when the backend can, else chunk files written in the worker, each item
+checked), the schema file, the cost check, and the create calls (``job.py``). A dry run
+(:func:`plan_first`) stops before the create calls and writes the plan instead (``plan.py``).
 Nothing here imports Airflow or ``io/``: items arrive as an iterable the operator opened.
 """
 
@@ -10,13 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend, InPlaceRequests, PreparedJob, RequestSpec
 from airflow_llm_batch.batch.job import submit_prepared
 from airflow_llm_batch.batch.manifest import Manifest
+from airflow_llm_batch.batch.plan import DryRunPlan, build_plan, write_plan
+from airflow_llm_batch.batch.preflight import Preflight, PreflightSettings
 from airflow_llm_batch.batch.prepare import prepare_chunks
 from airflow_llm_batch.batch.pricing import CostEstimate, PriceTable, estimate_cost
 from airflow_llm_batch.batch.records import JobKey, Kind
@@ -38,6 +42,7 @@ class FirstRound:
         for building requests in place (:meth:`BatchBackend.prepare_in_place`).
     :param read_items: opens the items for the worker path (called at most once).
     :param requests_in_sql: ``True`` in place or fail, ``None`` when it fits, ``False`` never.
+    :param preflight: the request check's settings (on, every rule, by default).
     """
 
     task: str
@@ -53,31 +58,13 @@ class FirstRound:
     requests_in_sql: bool | None = None
     max_cost: float | None = None
     prices: PriceTable | None = None
+    preflight: PreflightSettings = field(default_factory=PreflightSettings)
 
 
 def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> Manifest:
     """Prepare, check and create the first attempt's batches (re-attaching on a task retry)."""
     spec = round_.spec
-    template = PromptTemplate(round_.template) if round_.template is not None else None
-    log.info(
-        "Preparing requests for %s (%s, model %s) in %s", job_key.as_string(), backend.provider, spec.model, layout.root
-    )
-    prepared = _in_place(round_, backend, layout, job_key)
-    if prepared is None:
-        prepared = prepare_chunks(
-            round_.read_items(),
-            id_field=round_.id_field,
-            spec=spec,
-            backend=backend,
-            out_dir=layout.requests_dir,
-            template=template,
-            body_field=round_.body_field,
-        )
-    if spec.response_schema is not None:
-        with layout.schema_file.open("wb") as stream:
-            stream.write(jsonl.dumps(spec.response_schema.schema))
-    log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
-    estimate = check_cost(round_, prepared)
+    prepared, estimate, _ = _prepare_first(round_, backend, layout, job_key)
     manifest = submit_prepared(
         prepared,
         backend=backend,
@@ -92,6 +79,64 @@ def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, j
     if estimate is not None:
         manifest.extra["cost_estimate"] = estimate.to_dict()
     return manifest
+
+
+def plan_first(
+    round_: FirstRound,
+    backend: BatchBackend,
+    layout: JobLayout,
+    job_key: JobKey,
+    waves: Callable[[PreparedJob], list[list[int]]] | None = None,
+) -> DryRunPlan:
+    """The dry run: everything :func:`submit_first` does before its first API call, then the plan
+    (``plan.json`` in the attempt folder) instead of the create calls. No state file is written,
+    so a real run of the same task later starts from scratch.
+
+    :param waves: the chunk indexes per wave under a queue quota (none: one wave).
+    """
+    prepared, estimate, check = _prepare_first(round_, backend, layout, job_key)
+    plan = build_plan(
+        prepared,
+        round_.spec,
+        backend.provider,
+        layout.requests_dir,
+        estimate,
+        check,
+        waves(prepared) if waves is not None else None,
+    )
+    write_plan(plan, layout.root)
+    return plan
+
+
+def _prepare_first(
+    round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey
+) -> tuple[PreparedJob, CostEstimate | None, Preflight]:
+    """The checked request files of the first attempt, and their cost estimate (no API call)."""
+    spec = round_.spec
+    template = PromptTemplate(round_.template) if round_.template is not None else None
+    log.info(
+        "Preparing requests for %s (%s, model %s) in %s", job_key.as_string(), backend.provider, spec.model, layout.root
+    )
+    check = Preflight(backend, spec, round_.preflight)
+    if template is not None and round_.body_field is None:
+        check.check_template()  # the shape every item's body has, before any item is read
+    prepared = _in_place(round_, backend, layout, job_key)
+    if prepared is None:
+        prepared = prepare_chunks(
+            round_.read_items(),
+            id_field=round_.id_field,
+            spec=spec,
+            backend=backend,
+            out_dir=layout.requests_dir,
+            template=template,
+            body_field=round_.body_field,
+            preflight=check,
+        )
+    if spec.response_schema is not None:
+        with layout.schema_file.open("wb") as stream:
+            stream.write(jsonl.dumps(spec.response_schema.schema))
+    log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
+    return prepared, check_cost(round_, prepared), check
 
 
 def _in_place(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> PreparedJob | None:

@@ -11,7 +11,8 @@ from airflow.sdk import BaseOperator
 class LLMBatchConsolidateOperator(BaseOperator):
     """Merge the results of every attempt into one output: each input id once, its last attempt.
 
-    Rounds that were skipped (nothing left to retry) return no summary and are ignored. The
+    Rounds that were skipped (nothing left to retry) return no summary and are ignored; when every
+    round was skipped (a dry run of the first Submit), this task is skipped too. The
     ``attempt`` column tells how many attempts an item took; permanent failures keep the row of the
     attempt that found them.
 
@@ -50,8 +51,10 @@ class LLMBatchConsolidateOperator(BaseOperator):
         from airflow_llm_batch.batch.finish import finish_consolidated
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.io.sinks import open_sink
-        from airflow_llm_batch.operators._common import job_key_of, storage_path
+        from airflow_llm_batch.operators._common import job_key_of, skip, storage_path
 
+        if not any(self.summaries or []):
+            skip("no round produced results (the first Submit was skipped, e.g. a dry run): nothing to consolidate")
         return finish_consolidated(
             self.summaries,
             task=self.task_id,

@@ -18,7 +18,9 @@ class LLMBatchSubmitOperator(BaseOperator):
     """Render one request per item, validate them all, and submit them as provider batches.
 
     Bad input (a missing or duplicate id, a field the template uses that an item lacks, a request
-    above the provider's size limit) fails the task before any API call, naming the item and field.
+    above the provider's size limit) fails the task before any API call, naming the item and field,
+    and so does a request body the provider would refuse (``docs/preflight.md``): checked against
+    the installed SDK's request types, a dated table of model rules and the context window.
     A retry of the task re-attaches to the batches its earlier try created (see the state file in
     the work dir) instead of paying for them again.
 
@@ -62,6 +64,12 @@ class LLMBatchSubmitOperator(BaseOperator):
         the worker. ``None`` (default): so whenever the template's columns are STRING or INT64 (their
         text is then the same as the worker path's), else the worker path; ``True``: always, other
         scalar columns as BigQuery's ``CAST(... AS STRING)`` writes them; ``False``: the worker path.
+    :param preflight: the pre-flight check of the request bodies: ``True`` (default) every rule,
+        ``False`` none, or ``{"skip": ["reasoning_temperature"], "models": {"my-model":
+        {"context_window": 32000}}}`` (rules and model fields: ``docs/preflight.md``).
+    :param dry_run: render, check and write every request and a ``plan.json`` (batches, waves,
+        estimated tokens and cost), print the plan, and call no provider; the task then ends
+        skipped, and so do its sensor and results. Templated: ``"{{ params.dry_run }}"`` works.
     """
 
     template_fields: Sequence[str] = (
@@ -74,6 +82,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         "work_dir",
         "id_field",
         "retry_of",
+        "dry_run_mode",
     )
     template_fields_renderers = {"parameters": "json", "prompt_template": "md", "system_prompt": "md"}
     operator_extra_links = (LLMBatchConsoleLink(), LLMBatchListLink())
@@ -103,6 +112,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         max_cost: float | None = None,
         prices: Mapping[str, Any] | None = None,
         requests_in_sql: bool | None = None,
+        preflight: bool | Mapping[str, Any] = True,
+        dry_run: bool | str = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -127,6 +138,9 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.max_cost = max_cost
         self.prices = dict(prices or {})
         self.requests_in_sql = requests_in_sql
+        self.preflight = preflight
+        # ``dry_run`` is a method of BaseOperator (it logs the rendered fields), hence the name.
+        self.dry_run_mode = dry_run
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -139,6 +153,8 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: max_cost must be a number of US dollars >= 0")
         if self.on_input_change not in ("fail", "resubmit"):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
+        if not isinstance(self.preflight, bool | Mapping):  # its content is checked at execute
+            raise ConfigurationError(f"{self.task_id}: preflight must be True, False or a mapping (docs/preflight.md)")
         if self.kind is Kind.EMBEDDING:
             self._check_embeddings()
         if self.kind is Kind.EMBEDDING and self.response_schema is not None:
@@ -161,12 +177,13 @@ class LLMBatchSubmitOperator(BaseOperator):
         if self.retry_of is not None:
             return self._execute_retry(context)
         from airflow_llm_batch.batch.backends.base import RequestSpec
+        from airflow_llm_batch.batch.preflight import PreflightSettings
         from airflow_llm_batch.batch.schema import ResponseSchema
         from airflow_llm_batch.batch.state import JobLayout
-        from airflow_llm_batch.batch.submit import FirstRound, submit_first
+        from airflow_llm_batch.batch.submit import FirstRound, plan_first, submit_first
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
-        from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir
+        from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir, skip
 
         hook = LLMBatchHook(self.conn_id, self.provider, self.provider_limits)
         backend = self._backend(hook)
@@ -193,8 +210,15 @@ class LLMBatchSubmitOperator(BaseOperator):
             requests_in_sql=self.requests_in_sql,
             max_cost=self.max_cost,
             prices=price_table(self.prices),
+            preflight=PreflightSettings.coerce(self.preflight),
         )
         layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
+        if _flag(self.dry_run_mode, "dry_run"):
+            plan = plan_first(first, backend, layout, job_key)
+            backend.close()
+            skip(
+                f"dry run: {plan.items:,} item(s) checked and planned, nothing submitted; plan: {layout.root}/plan.json"
+            )
         manifest = submit_first(first, backend, layout, job_key)
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
@@ -249,6 +273,18 @@ class LLMBatchSubmitOperator(BaseOperator):
         if items is None:
             raise ConfigurationError(f"{self.task_id}: items resolved to None; pass a list or a file URI")
         return iter_list_items(items)
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A boolean argument that Jinja may have rendered to text (``"{{ params.dry_run }}"``)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no", "", "none"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value!r}")
 
 
 def _kind(kind: str | Kind) -> Kind:

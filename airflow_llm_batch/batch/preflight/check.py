@@ -92,6 +92,7 @@ class Preflight:
         self._table = ModelTable(settings.models)
         self._body_type: BodyType | bool | None = False  # False: not looked up yet
         self._unknown_logged: set[str] = set()
+        self._template_checked = False
         self.sizes = SizeReport()
         facts = self._facts(spec.model) if settings.enabled else None
         window = facts.context_window if facts and settings.enabled and "context_window" not in settings.skip else 0
@@ -105,8 +106,9 @@ class Preflight:
     # The shape ----------------------------------------------------------------------------------
     def check_template(self) -> None:
         """Every item's body comes from the template, differing only in the prompt: check it once."""
-        if self.enabled:
+        if self.enabled and not self._template_checked:
             self.check_shared_body(self.backend.build_body(self.spec, "(the rendered prompt)"))
+            self._template_checked = True
 
     def check_shared_body(self, body: Mapping[str, Any]) -> None:
         """The body every item's request is built from; its problems are every item's."""
