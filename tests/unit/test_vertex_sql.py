@@ -131,3 +131,24 @@ def test_the_check_query_counts_and_names_each_problem():
 def test_a_column_name_that_cannot_be_quoted_is_refused():
     with pytest.raises(ConfigurationError, match="cannot be quoted"):
         prompt_expression("{a`b}")
+
+
+def test_a_template_with_nested_fields_takes_the_worker_path_not_sql():
+    from pathlib import Path
+
+    from airflow_llm_batch.batch.backends.base import InPlaceRequests, RequestSpec
+    from airflow_llm_batch.batch.backends.vertex_tables import obstacles
+    from airflow_llm_batch.batch.records import JobKey, Kind
+
+    class Source:
+        def as_sql(self, project):
+            return "SELECT 1"
+
+    def job(template):
+        spec = RequestSpec("gemini-2.5-flash", Kind.CHAT)
+        return InPlaceRequests(Source(), "id", template, None, spec, None, Path("/tmp"), JobKey("d", "t", "r"))
+
+    assert obstacles(job("{title}\n\n{text}")) == []
+    assert obstacles(job("{meta.product}: {text}")) == [
+        "the prompt template reads nested fields ({a.b}), which the SQL path does not build"
+    ]

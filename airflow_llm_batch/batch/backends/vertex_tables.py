@@ -318,6 +318,8 @@ def obstacles(job: InPlaceRequests) -> list[str]:
         reasons.append("the items are not a BigQuerySource")
     if job.template is None or job.body_field:
         reasons.append("there is no prompt_template (body_field)")
+    elif any("." in name for name in template_fields(job.template)[1]):
+        reasons.append("the prompt template reads nested fields ({a.b}), which the SQL path does not build")
     return reasons
 
 
