@@ -401,3 +401,14 @@ def test_the_shipped_backends_bodies_pass_for_every_kind(tmp_path):
     ]
     for backend, spec in cases:
         Preflight(backend, spec).check_template()
+
+
+def test_a_content_block_problem_is_reported_inside_the_list_not_as_a_string_expected():
+    body = {"model": "claude-haiku-4-5", "max_tokens": 5, "messages": [{"role": "user", "content": [{"type": "text"}]}]}
+    judge = body_type("anthropic", Kind.CHAT).judge
+    assert _problems(ANTHROPIC, body, "claude-haiku-4-5") == [
+        f"field 'messages[0].content[0].text' is required and missing; add it (judged by {judge})"
+    ]
+    body["messages"][0]["content"] = [{"type": "txt", "text": "x"}]
+    [problem] = _problems(ANTHROPIC, body, "claude-haiku-4-5")
+    assert "field 'messages[0].content[0].type' is 'txt'; use 'text' or" in problem

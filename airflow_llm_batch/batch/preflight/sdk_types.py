@@ -241,10 +241,20 @@ def describe(
     and are dropped; when none is left, the tag itself is what is wrong.
     """
     located = [(_split_loc(error["loc"], body), error) for error in errors]
+    # A member that refused the value's type (``str`` for a list) is not the one meant when
+    # another member looked inside the value: keep what that one found.
+    inside = {path[:depth] for (path, _), _ in located for depth in range(len(path))}
+    located = [
+        ((path, branch), error)
+        for (path, branch), error in located
+        if not (error["type"].endswith("_type") and path in inside)
+    ]
     wrong_tag = {branch for (path, branch), error in located if error["type"] == "literal_error"}
     meant = [(path, branch, error) for (path, branch), error in located if branch not in wrong_tag]
-    if not meant:  # every member refused the tag: say which tags there are
-        meant = [(path, branch, error) for (path, branch), error in located if error["type"] == "literal_error"]
+    if not meant:  # every member refused the tag: say which tags there are, at the deepest one
+        tags = [(path, branch, error) for (path, branch), error in located if error["type"] == "literal_error"]
+        deepest = max((len(path) for path, _, _ in tags), default=0)
+        meant = [(path, branch, error) for path, branch, error in tags if len(path) == deepest]
     by_path: dict[str, list[Mapping[str, Any]]] = {}
     for path, _branch, error in meant:
         by_path.setdefault(_join(prefix, path), []).append(error)
@@ -302,8 +312,10 @@ def _problem(path: str, errors: Sequence[Mapping[str, Any]], top_level: Sequence
     if kind == "missing":
         return BodyProblem(path, "is required and missing; add it")
     if kind == "literal_error":
-        expected = sorted({str(e.get("ctx", {}).get("expected", "")) for e in errors if e["type"] == "literal_error"})
-        return BodyProblem(path, f"is {first.get('input')!r}; use {' or '.join(expected)}")
+        literal = [str(e.get("ctx", {}).get("expected", "")) for e in errors if e["type"] == "literal_error"]
+        expected = list(dict.fromkeys(literal))  # in the SDK's order: the common ones come first
+        shown = " or ".join(expected[:8]) + (f" (or {len(expected) - 8} more)" if len(expected) > 8 else "")
+        return BodyProblem(path, f"is {first.get('input')!r}; use {shown}")
     wanted = sorted({_EXPECTED.get(e["type"], e["msg"].removeprefix("Input should be ")) for e in errors})
     got = type(first.get("input")).__name__
     return BodyProblem(path, f"should be {' or '.join(wanted)}, not {_json_type(got)}")
