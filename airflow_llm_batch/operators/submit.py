@@ -194,7 +194,8 @@ class LLMBatchSubmitOperator(BaseOperator):
             max_cost=self.max_cost,
             prices=price_table(self.prices),
         )
-        layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
+        work_dir = resolve_work_dir(self.work_dir, hook, getattr(self, "executor", None))
+        layout = JobLayout.for_job(work_dir, job_key, attempt=1)
         manifest = submit_first(first, backend, layout, job_key)
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
