@@ -32,7 +32,7 @@ class _Hook:
             "LocalExecutor, k8s:airflow.providers.cncf.kubernetes.executors.KubernetesExecutor",
             "k8s",
             "KubernetesExecutor",
-        ),  # noqa: E501
+        ),
         ("airflow.providers.edge3.executors.EdgeExecutor", None, "EdgeExecutor"),
         ("LocalExecutor", "NotConfigured", "LocalExecutor"),
     ],
