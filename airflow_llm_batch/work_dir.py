@@ -45,6 +45,27 @@ def open_work_dir(uri: str) -> Any:
     return path
 
 
+def task_work_dir(ti: Any, conn_id: str, work_dir: str | None = None) -> Any:
+    """The folder of this task instance in the work dir its LLM step uses, created.
+
+    ``{work dir}/{dag_id}/{run_id}/{task_id}/``, the work dir chosen as the submit task chooses it
+    (``work_dir``, else the connection's ``work_dir`` extra, else ``[llm_batch] work_dir``) and
+    checked the same way. For tasks that prepare a step's input (an export, a query dump): the file
+    lands where the step's workers read, an object store in production, never the local disk.
+
+    :param ti: the task instance (``ti`` in the task's context).
+    :param conn_id: the step's LLM connection.
+    :param work_dir: the step's own ``work_dir``, if it sets one.
+    """
+    from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+    from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir
+
+    root = resolve_work_dir(work_dir, LLMBatchHook(conn_id), getattr(ti.task, "executor", None))
+    folder = root.joinpath(*job_key_of({"ti": ti}).path_parts())
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
 def missing_filesystem_message(uri: str, scheme: str, error: Exception) -> str:
     extra = EXTRAS.get(scheme)
     if extra:

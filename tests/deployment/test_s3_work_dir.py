@@ -8,6 +8,8 @@ in S3, pays nothing twice) and a run with retry rounds, checked as on a local wo
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.e2e import test_retry_rounds
@@ -67,3 +69,29 @@ def test_retry_rounds_with_the_work_dir_in_s3(s3_dag_runner, moto_s3):
     logical_date, _ = s3_dag_runner.run("e2e_retry_rounds", env={"E2E_PROVIDER": "openai"})
     assert_no_listing(moto_s3.requests()[seen:])
     test_retry_rounds.check_retry_rounds(s3_dag_runner, logical_date, "openai")
+
+
+def test_the_example_export_writes_into_the_work_dir_the_connection_names(s3_dag_runner, moto_s3, tmp_path):
+    """The work dir named by the connection (S3) wins over ``[llm_batch] work_dir`` (a local folder
+    here) for the export stand-in as for the submit task: nothing lands on the worker's disk."""
+    sandbox = s3_dag_runner.sandbox
+    connection = json.loads(sandbox.env["AIRFLOW_CONN_LLM_BATCH_OPENAI"])
+    connection["extra"] = {**connection.get("extra", {}), "work_dir": f"s3://aws_default@{moto_s3.bucket}/by-conn"}
+    local = tmp_path / "local-work-dir"
+    env = {"AIRFLOW_CONN_LLM_BATCH_OPENAI": json.dumps(connection), "AIRFLOW__LLM_BATCH__WORK_DIR": str(local)}
+    logical_date, _ = s3_dag_runner.run("nightly_ticket_triage", env=env)
+    run_folder = (
+        moto_s3.path("by-conn")
+        / "nightly_ticket_triage"
+        / _safe(s3_dag_runner.run_id("nightly_ticket_triage", logical_date))
+    )
+    tickets = (run_folder / "export_tickets" / "tickets.jsonl").read_text().splitlines()
+    results = (run_folder / "submit" / "attempt-1" / "results" / "results.jsonl").read_text().splitlines()
+    assert len(tickets) == len(results) == 200
+    assert not local.exists(), "something was written to the local work dir"
+
+
+def _safe(run_id):
+    from airflow_llm_batch.batch.records import JobKey
+
+    return JobKey("d", "t", run_id).path_parts()[1]
