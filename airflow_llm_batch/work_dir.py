@@ -57,13 +57,26 @@ def task_work_dir(ti: Any, conn_id: str, work_dir: str | None = None) -> Any:
     :param conn_id: the step's LLM connection.
     :param work_dir: the step's own ``work_dir``, if it sets one.
     """
+    from airflow_llm_batch.batch.records import JobKey
     from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
-    from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir
 
-    root = resolve_work_dir(work_dir, LLMBatchHook(conn_id), getattr(ti.task, "executor", None))
-    folder = root.joinpath(*job_key_of({"ti": ti}).path_parts())
+    root = resolve_work_dir(work_dir, LLMBatchHook(conn_id).connection_extra(), getattr(ti.task, "executor", None))
+    map_index = getattr(ti, "map_index", -1)
+    key = JobKey(ti.dag_id, ti.task_id, ti.run_id, -1 if map_index is None else int(map_index))
+    folder = root.joinpath(*key.path_parts())
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def resolve_work_dir(explicit: str | None, connection_extra: dict[str, Any], task_executor: str | None = None) -> Any:
+    """The operator's ``work_dir``, else the connection's ``work_dir`` extra, else ``[llm_batch] work_dir``,
+    else ``$AIRFLOW_HOME/llm_batch``; its filesystem loaded and, when local, checked for a shared disk."""
+    from airflow_llm_batch.config import default_work_dir
+
+    chosen = explicit or connection_extra.get("work_dir") or default_work_dir()
+    path = open_work_dir(str(chosen))
+    check_shared(path, task_executor)
+    return path
 
 
 def missing_filesystem_message(uri: str, scheme: str, error: Exception) -> str:

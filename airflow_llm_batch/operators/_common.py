@@ -28,13 +28,9 @@ def job_key_of(context: Any) -> JobKey:
 def resolve_work_dir(explicit: str | None, hook: LLMBatchHook, task_executor: str | None = None) -> Any:
     """The operator's ``work_dir``, else the connection's, else ``[llm_batch] work_dir``, else
     ``$AIRFLOW_HOME/llm_batch``; checked for its filesystem and, when local, for a shared disk."""
-    from airflow_llm_batch.config import default_work_dir
-    from airflow_llm_batch.work_dir import check_shared, open_work_dir
+    from airflow_llm_batch.work_dir import resolve_work_dir as resolve
 
-    chosen = explicit or hook.connection_extra().get("work_dir") or default_work_dir()
-    path = open_work_dir(str(chosen))
-    check_shared(path, task_executor)
-    return path
+    return resolve(explicit, hook.connection_extra(), task_executor)
 
 
 def storage_path(uri: str) -> Any:
