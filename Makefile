@@ -7,7 +7,7 @@ AIRFLOW_OLDEST ?= 3.1.8
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)
 
-.PHONY: venv demo ui browser test test-oldest test-all lint format bench clean
+.PHONY: venv demo ui browser services test test-oldest test-all lint format bench clean
 
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
@@ -32,6 +32,12 @@ ui: $(STAMP)
 browser:
 	@test -x /usr/bin/chromium || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+# Debian's PostgreSQL and Redis for the CeleryExecutor test (tests/deployment), installed once; the
+# test starts its own servers on loopback in temp dirs. CI runs this before the tests.
+services:
+	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; } || { \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql redis-server; }
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -40,8 +46,9 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest
 
+# The deployment tests (CeleryExecutor, S3 work dir: ~5 minutes) run on the newest line only.
 test-oldest:
-	$(MAKE) test VENV=.venv-oldest AIRFLOW_VERSION=$(AIRFLOW_OLDEST)
+	$(MAKE) test VENV=.venv-oldest AIRFLOW_VERSION=$(AIRFLOW_OLDEST) PYTEST_ADDOPTS='-m "not deployment"'
 
 test-all: test test-oldest
 

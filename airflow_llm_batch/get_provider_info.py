@@ -166,6 +166,15 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "s3://my-bucket/llm-batch",
                         "default": None,
                     },
+                    "local_work_dir_shared": {
+                        "description": "Say that a local work dir is a mount every worker sees (NFS, EFS, a "
+                        "ReadWriteMany volume). Without it, a local work dir under an executor whose workers "
+                        "share no disk (Celery, Kubernetes, Edge) fails the submit task before any API call.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": "True",
+                        "default": "False",
+                    },
                     "price_table": {
                         "description": "Batch prices per model that override the shipped table, in USD per "
                         "1M tokens: inline JSON or the path of a JSON file, "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, task
@@ -46,14 +47,12 @@ with DAG(
 ):
 
     @task
-    def export_articles(ds: str | None = None) -> str:
-        from airflow.sdk import ObjectStoragePath
-
+    def export_articles(ds: str | None = None, ti: Any = None) -> str:
+        """Stand-in for the nightly export, written into the run's folder of the step's work dir."""
         from airflow_llm_batch.batch.jsonl import JsonlWriter
-        from airflow_llm_batch.config import default_work_dir
+        from airflow_llm_batch.work_dir import task_work_dir
 
-        path = ObjectStoragePath(default_work_dir()) / "inputs" / "nightly_embeddings" / f"{ds}.jsonl"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = task_work_dir(ti, CONN_ID) / "articles.jsonl"
         with JsonlWriter(path) as writer:
             writer.write_all(synthetic_articles(str(ds)))
         return str(path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import random
+from typing import Any
 
 import pendulum
 from airflow.sdk import DAG, Param, task
@@ -82,16 +83,13 @@ with DAG(
 ):
 
     @task
-    def export_tickets(ds: str | None = None) -> str:
-        """Stand-in for the nightly export: writes the day's tickets as JSONL and returns the URI."""
-        from airflow.sdk import ObjectStoragePath
-
+    def export_tickets(ds: str | None = None, ti: Any = None) -> str:
+        """Stand-in for the nightly export: writes the day's tickets as JSONL into the run's folder of
+        the step's work dir (S3 or GCS in production: the submit task may run on another worker)."""
         from airflow_llm_batch.batch.jsonl import JsonlWriter
-        from airflow_llm_batch.config import default_work_dir
+        from airflow_llm_batch.work_dir import task_work_dir
 
-        folder = ObjectStoragePath(default_work_dir()) / "inputs" / "nightly_ticket_triage" / str(ds)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "tickets.jsonl"
+        path = task_work_dir(ti, CONN_ID) / "tickets.jsonl"
         with JsonlWriter(path) as writer:
             writer.write_all(synthetic_tickets(str(ds)))
         return str(path)

@@ -25,21 +25,19 @@ def job_key_of(context: Any) -> JobKey:
     )
 
 
-def resolve_work_dir(explicit: str | None, hook: LLMBatchHook) -> Any:
+def resolve_work_dir(explicit: str | None, hook: LLMBatchHook, task_executor: str | None = None) -> Any:
     """The operator's ``work_dir``, else the connection's, else ``[llm_batch] work_dir``, else
-    ``$AIRFLOW_HOME/llm_batch``."""
-    from airflow.sdk import ObjectStoragePath
+    ``$AIRFLOW_HOME/llm_batch``; checked for its filesystem and, when local, for a shared disk."""
+    from airflow_llm_batch.work_dir import resolve_work_dir as resolve
 
-    from airflow_llm_batch.config import default_work_dir
-
-    chosen = explicit or hook.connection_extra().get("work_dir") or default_work_dir()
-    return ObjectStoragePath(str(chosen))
+    return resolve(explicit, hook.connection_extra(), task_executor)
 
 
 def storage_path(uri: str) -> Any:
-    from airflow.sdk import ObjectStoragePath
+    """A work-dir URI from a manifest (written by another task, perhaps on another worker)."""
+    from airflow_llm_batch.work_dir import open_work_dir
 
-    return ObjectStoragePath(uri)
+    return open_work_dir(uri)
 
 
 class LiteralItems:

@@ -212,7 +212,8 @@ class LLMBatchSubmitOperator(BaseOperator):
             prices=price_table(self.prices),
             preflight=PreflightSettings.coerce(self.preflight),
         )
-        layout = JobLayout.for_job(resolve_work_dir(self.work_dir, hook), job_key, attempt=1)
+        work_dir = resolve_work_dir(self.work_dir, hook, getattr(self, "executor", None))
+        layout = JobLayout.for_job(work_dir, job_key, attempt=1)
         if _flag(self.dry_run_mode, "dry_run"):
             plan = plan_first(first, backend, layout, job_key)
             backend.close()

@@ -71,14 +71,17 @@ class DagRunner:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory, llm_batch_emulator_server: Any) -> AirflowSandbox:
-    home = tmp_path_factory.mktemp("airflow-home")
+    return make_sandbox(tmp_path_factory.mktemp("airflow-home"), llm_batch_emulator_server)
+
+
+def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -> AirflowSandbox:
+    """An Airflow home with the example and test DAGs and connections to the emulator, migrated."""
     dags = home / "dags"
     dags.mkdir()
     for folder in (EXAMPLES, TEST_DAGS):
         for dag_file in folder.glob("*.py"):
             shutil.copy(dag_file, dags / dag_file.name)
-    box = AirflowSandbox(home, dags)
-    emulator = llm_batch_emulator_server
+    box = AirflowSandbox(home, dags, env=env)
     urls = {
         "openai": emulator.openai_base_url,
         "anthropic": emulator.anthropic_base_url,

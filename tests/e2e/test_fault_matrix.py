@@ -78,6 +78,15 @@ def test_fault_matrix(dag_runner, scenario, provider):
     logical_date, run = dag_runner.run("e2e_faults", env={"E2E_PROVIDER": provider, "E2E_CRASH": crash})
 
     job_root = dag_runner.job_dir("e2e_faults", logical_date, task_id="step.submit").parent
+    check_promise(emulator, scenario, provider, job_root, run)
+
+
+def check_promise(emulator, scenario, provider, job_root, run):
+    """Each id once in the final output, no item succeeded or billed twice, no batch created twice.
+
+    :param job_root: the step's folder in the work dir (a local path, or an S3 path in tests/deployment).
+    """
+    crash = SCENARIOS[scenario][1]
     final = _read(job_root / "final" / "final.jsonl")
     assert sorted(r["id"] for r in final) == IDS, "every input id exactly once"
 

@@ -29,7 +29,9 @@ def test_openlineage_events_name_the_items_file_and_the_results_file(dag_runner,
     submit = complete["nightly_ticket_triage.submit"]
     [items] = submit["inputs"]
     assert items["namespace"] == "file"
-    assert items["name"].endswith(f"/inputs/nightly_ticket_triage/{logical_date}/tickets.jsonl")
+    # The export stand-in writes into its own folder of the run in the step's work dir.
+    export = dag_runner.job_dir("nightly_ticket_triage", logical_date, task_id="export_tickets").parent
+    assert items["name"] == str(export / "tickets.jsonl")
 
     results = complete["nightly_ticket_triage.results"]
     [output] = results["outputs"]
