@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -96,6 +97,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         errors_in_a_row = 0
         cancelled_at: float | None = None
         try:
+            await asyncio.sleep(self._first_delay())
             while True:
                 failed = await self._poll_round(backend, progress, statuses)
                 refusal = failed and backend.status_refusal(failed[1])
@@ -177,6 +179,18 @@ class LLMBatchCompletionTrigger(BaseTrigger):
             await self._cancel(backend, pending)
         finally:
             await backend.aclose()
+
+    def _first_delay(self) -> float:
+        """Where in the poll interval this trigger polls: a fixed share of it, drawn from the batch ids.
+
+        Triggers that start together (a mapped task's sensors deferring at once, a triggerer
+        taking over another's triggers) would otherwise poll together every round: each round's
+        status calls, answers and log lines would reach the event loop at once and hold it for
+        tens of milliseconds, and the provider would see a burst instead of a steady rate. Drawn
+        from the ids, not at random, so the share is the same after a restart; never past the deadline.
+        """
+        share = zlib.crc32("\x1f".join(self.batch_ids).encode()) / 2**32
+        return max(0.0, min(share * self.poll_interval, self.deadline - time.time()))
 
     def _next_sleep(self, errors_in_a_row: int, past_deadline: bool) -> float:
         """The poll interval, doubled per failed round in a row (capped), never sleeping past the deadline."""

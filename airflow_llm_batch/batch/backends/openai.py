@@ -108,6 +108,9 @@ class OpenAIBackend(BatchBackend):
 
         return AsyncOpenAI(**self._client_kwargs())
 
+    def prepare_sync(self) -> None:
+        _ = self.client.batches
+
     def prepare_async(self) -> None:
         _ = self.async_client.batches
 
