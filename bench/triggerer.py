@@ -277,11 +277,13 @@ def run_one(mode: str, count: int, completion_seconds: float, poll_interval: flo
 def _add_args(parser: argparse.ArgumentParser) -> None:
     # 200: the size the peers were measured at (issue 12); --triggers 1000 for a bigger triggerer.
     parser.add_argument("--triggers", type=int, default=200)
-    parser.add_argument("--completion-seconds", type=float, default=30.0)
+    # 20 s: four poll rounds at 5 s, each mode run twice, in about five minutes for all four modes.
+    parser.add_argument("--completion-seconds", type=float, default=20.0)
     # 5 s: twelve times the default poll interval (60 s).
     parser.add_argument("--poll-interval", type=float, default=5.0)
     parser.add_argument("--mode", choices=("ours", "threaded", *PEERS), help="run one mode in this process")
     parser.add_argument("--references", help="comma-separated modes to compare with (default: all available)")
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each mode, alternated; the best is kept")
 
 
 PEERS = ("providers-openai", "common-ai")
@@ -310,6 +312,14 @@ def _run_mode(mode: str, args: Any, work: Path) -> dict[str, Any]:
     return result
 
 
+def _best(tries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the lowest p99, with the lowest maximum lag of all the runs."""
+    best = dict(min(tries, key=lambda run: run["lag_p99_ms"]))
+    best["lag_max_ms"] = min(run["lag_max_ms"] for run in tries)
+    best["runs"] = len(tries)
+    return best
+
+
 def _lag_row(figure: str, key: str, ours: dict[str, Any], refs: dict[str, dict[str, Any]], note: str) -> Row:
     """Ours against the best reference of the run (the lowest figure), every reference in the note."""
     best = min(refs, key=lambda mode: refs[mode][key])
@@ -322,7 +332,7 @@ def _lag_row(figure: str, key: str, ours: dict[str, Any], refs: dict[str, dict[s
         LABELS[best],
         target="<= best reference",
         met=ours[key] <= refs[best][key],
-        note=f"{others}{'; ' + note if note else ''}",
+        note=f"best of {ours['runs']} alternated runs each; {others}{'; ' + note if note else ''}",
     )
 
 
@@ -334,8 +344,17 @@ def main() -> None:
             (work / f"result-{args.mode}.json").write_text(json.dumps(result))
             return
         references = args.references.split(",") if args.references else ["threaded", *installed_peers()]
-        # Alternated in one run so that the machine's state is the same for all of them.
-        results = {mode: _run_mode(mode, args, work) for mode in ["ours", *references]}
+        # Every mode runs ``--repeat`` times, the modes alternating (ours first in one pass, last
+        # in the next), and each keeps its best: on a shared machine a run's tail is mostly the
+        # other processes' doing, and the order must not favour anyone.
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for number in range(args.repeat):
+            order = ["ours", *references]
+            for mode in order if number % 2 == 0 else order[::-1]:
+                folder = work / f"run-{number}"
+                folder.mkdir(exist_ok=True)
+                runs.setdefault(mode, []).append(_run_mode(mode, args, folder))
+        results = {mode: _best(tries) for mode, tries in runs.items()}
     ours = results.pop("ours")
     threaded = results.get("threaded") or next(iter(results.values()))
     label = LABELS["threaded" if "threaded" in results else next(iter(results))]
