@@ -42,6 +42,13 @@ class BatchFailedError(LLMBatchError):
     """
 
 
+class BatchRefusedError(LLMBatchError):
+    """The provider refused a status call for good while the task waited (a rejected key, 401/403).
+
+    The message names the connection and the batch, never the key.
+    """
+
+
 class BatchTimeoutError(LLMBatchError):
     """The deadline fixed at submit time passed before every batch ended."""
 

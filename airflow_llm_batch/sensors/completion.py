@@ -105,7 +105,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         progress = ProgressTracker(
             manifest.batch_ids, manifest.submitted_at, {b.batch_id: b.count for b in manifest.batches}
         )
-        polled = [backend.get_status(entry.batch_id) for entry in manifest.batches]
+        polled = [self._status(backend, manifest, entry.batch_id) for entry in manifest.batches]
         statuses = {status.batch_id: status.summary() for status in polled}
         for line in progress.poll_lines(polled):
             self.log.info(line)
@@ -131,9 +131,35 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
                 self._raise_timeout(running)
             self.log.warning("The deadline passed; the batches were cancelled. Harvesting what finished.")
             return self._finish(context, manifest, statuses)
+        if event.get("refusal"):
+            self._raise_refused(str(event.get("refusal")), str(event.get("message")))
         from airflow_llm_batch.exceptions import LLMBatchError
 
         raise LLMBatchError(f"waiting for batches {manifest.batch_ids} failed: {event.get('message')}")
+
+    def _status(self, backend: Any, manifest: Any, batch_id: str) -> Any:
+        """Poke mode's status call: a refusal for good fails the task as the trigger's event does."""
+        try:
+            return backend.get_status(batch_id)
+        except Exception as error:
+            refusal = backend.status_refusal(error)
+            if refusal is None:
+                raise
+            self._raise_refused(refusal.kind, refusal.message(manifest.provider, manifest.conn_id, batch_id))
+
+    @staticmethod
+    def _raise_refused(kind: str, message: str) -> None:
+        """A rejected key fails the try (a retry reads the connection again, so a fixed key recovers);
+        a batch the provider does not know fails the task without retries: none can bring it back."""
+        if kind == "not_found":
+            try:
+                from airflow.sdk.exceptions import AirflowFailException
+            except ImportError:  # Airflow 3.1
+                from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+            raise AirflowFailException(message)
+        from airflow_llm_batch.exceptions import BatchRefusedError
+
+        raise BatchRefusedError(message)
 
     def _finish(self, context: Any, manifest: Any, statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
         from airflow_llm_batch.exceptions import BatchFailedError

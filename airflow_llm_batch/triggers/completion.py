@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,10 @@ CANCEL_GRACE_SECONDS = 900.0
 
 class LLMBatchCompletionTrigger(BaseTrigger):
     """Fires once all batches have ended, the deadline has passed, or polling kept failing.
+
+    A status call refused for good (the key rejected, 401/403; the batch unknown, 404) fires an
+    ``error`` event at once with a ``refusal`` (``auth`` or ``not_found``), naming the connection
+    and the batch: no number of backoff rounds can change that answer.
 
     :param conn_id: the connection the batches were submitted with.
     :param provider: the provider named in the manifest.
@@ -92,8 +97,15 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         errors_in_a_row = 0
         cancelled_at: float | None = None
         try:
+            await asyncio.sleep(self._first_delay())
             while True:
-                failure = await self._poll_round(backend, progress, statuses)
+                failed = await self._poll_round(backend, progress, statuses)
+                refusal = failed and backend.status_refusal(failed[1])
+                if failed and refusal:  # a rejected key or a vanished batch: no round can change that
+                    message = refusal.message(self.provider, self.conn_id, failed[0])
+                    yield TriggerEvent({**_event("error", statuses, message), "refusal": refusal.kind})
+                    return
+                failure = failed[1] if failed else None
                 errors_in_a_row = errors_in_a_row + 1 if failure else 0
                 if failure:
                     if errors_in_a_row >= MAX_CONSECUTIVE_POLL_ERRORS:
@@ -126,15 +138,17 @@ class LLMBatchCompletionTrigger(BaseTrigger):
 
     async def _poll_round(
         self, backend: Any, progress: ProgressTracker, statuses: dict[str, dict[str, Any]]
-    ) -> BaseException | None:
-        """One status request per batch still running, all at once; returns the first failure."""
+    ) -> tuple[str, BaseException] | None:
+        """One status request per batch still running, all at once; returns a failed batch and its
+        error, one the provider refused for good (``status_refusal``) before any other."""
         pending = [b for b in self.batch_ids if b not in self._ended]
         results = await asyncio.gather(*(backend.aget_status(b) for b in pending), return_exceptions=True)
-        failure = None
+        failure: tuple[str, BaseException] | None = None
         polled = []
-        for result in results:
+        for batch_id, result in zip(pending, results, strict=True):
             if isinstance(result, BaseException):
-                failure = failure or result
+                if failure is None or backend.status_refusal(result):
+                    failure = (batch_id, result)
                 continue
             statuses[result.batch_id] = result.summary()
             if result.ended:
@@ -165,6 +179,18 @@ class LLMBatchCompletionTrigger(BaseTrigger):
             await self._cancel(backend, pending)
         finally:
             await backend.aclose()
+
+    def _first_delay(self) -> float:
+        """Where in the poll interval this trigger polls: a fixed share of it, drawn from the batch ids.
+
+        Triggers that start together (a mapped task's sensors deferring at once, a triggerer
+        taking over another's triggers) would otherwise poll together every round: each round's
+        status calls, answers and log lines would reach the event loop at once and hold it for
+        tens of milliseconds, and the provider would see a burst instead of a steady rate. Drawn
+        from the ids, not at random, so the share is the same after a restart; never past the deadline.
+        """
+        share = zlib.crc32("\x1f".join(self.batch_ids).encode()) / 2**32
+        return max(0.0, min(share * self.poll_interval, self.deadline - time.time()))
 
     def _next_sleep(self, errors_in_a_row: int, past_deadline: bool) -> float:
         """The poll interval, doubled per failed round in a row (capped), never sleeping past the deadline."""

@@ -251,6 +251,10 @@ class BatchBackend(ABC):
         """Whether an error talking to the provider may go away on its own (429, 5xx, dropped connection)."""
         return is_transient_error(error)
 
+    def status_refusal(self, error: BaseException) -> StatusRefusal | None:
+        """Whether a failed status call can never succeed by waiting (rejected key, unknown batch)."""
+        return status_refusal(error)
+
     def test_connection(self) -> tuple[bool, str]:
         """A cheap authenticated call, for the connection form's Test button."""
         return False, f"{self.provider}: connection test is not implemented"
@@ -267,6 +271,10 @@ class BatchBackend(ABC):
         (0.3 s for ``openai``, up to 2 s for ``anthropic`` on a busy machine): done on the event
         loop, that stalls every trigger of the triggerer. The triggers call this in a worker thread.
         """
+
+    def prepare_sync(self) -> None:  # noqa: B027 - optional hook
+        """Build the sync client ahead of the first call (the triggerer's status calls run in its
+        worker threads through this client: ``triggers/shared_backends.py``)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the sync client."""
@@ -290,6 +298,63 @@ MODEL_FAMILIES: dict[str, dict[str, tuple[str, str]]] = {
 MODEL_FAMILIES["vertex"] = MODEL_FAMILIES["gemini"]
 
 _TRANSIENT_STATUS = {408, 409, 425, 429}
+
+
+@dataclass(frozen=True)
+class StatusRefusal:
+    """A status call the provider refused for good: polling again cannot change the answer.
+
+    :param kind: ``auth`` (401/403, or a key the provider calls invalid) or ``not_found`` (404).
+    :param status: the HTTP status of the answer.
+    :param detail: the SDK's error class and the provider's own code, never its message: OpenAI's
+        401 message quotes the start and end of the rejected key.
+    """
+
+    kind: str
+    status: int
+    detail: str
+
+    def message(self, provider: str, conn_id: str, batch_id: str) -> str:
+        """What the task log says: the connection and the batch, what happened, what to do."""
+        answer = f"HTTP {self.status}, {self.detail}"
+        if self.kind == "auth":
+            return (
+                f"{provider} rejected the credentials of connection {conn_id!r} while the task waited for batch "
+                f"{batch_id} ({answer}). Waiting cannot help: fix the key or its permissions in the connection, "
+                "then clear this task to wait again (the batch itself is not affected)."
+            )
+        return (
+            f"{provider} says batch {batch_id} does not exist ({answer}), asked through connection {conn_id!r}. "
+            "It was deleted, belongs to another account or project, or the connection now points at another "
+            "endpoint. Waiting cannot help; the task fails without retrying."
+        )
+
+
+def status_refusal(error: BaseException) -> StatusRefusal | None:
+    """401/403 as ``auth`` and 404 as ``not_found``, whichever SDK raised them; else None."""
+    status = _http_status(error)
+    if status in (401, 403):
+        return StatusRefusal("auth", status, _detail(error))
+    if status == 404:
+        return StatusRefusal("not_found", status, _detail(error))
+    return None
+
+
+def _http_status(error: BaseException) -> int | None:
+    # openai and anthropic: ``status_code`` (their ``code`` is the provider's string code);
+    # google.genai: ``code``.
+    for name in ("status_code", "code"):
+        value = getattr(error, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _detail(error: BaseException) -> str:
+    """The SDK's error class and the provider's code (``invalid_api_key``, ``NOT_FOUND``), if any."""
+    codes = [getattr(error, name, None) for name in ("code", "status")]
+    named = [str(code) for code in codes if isinstance(code, str) and code]
+    return ", ".join([type(error).__name__, *named])
 
 
 def is_transient_error(error: BaseException) -> bool:

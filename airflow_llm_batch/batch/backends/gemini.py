@@ -27,7 +27,14 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, ClientConfig, ProviderLimits, RequestSpec
+from airflow_llm_batch.batch.backends.base import (
+    BatchBackend,
+    ChunkFile,
+    ClientConfig,
+    ProviderLimits,
+    RequestSpec,
+    StatusRefusal,
+)
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
 from airflow_llm_batch.exceptions import ConfigurationError
 
@@ -145,6 +152,9 @@ class GeminiBackend(BatchBackend):
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not switch APIs.
         return genai.Client(vertexai=False, api_key=self.config.api_key, http_options=http_options(self.config))
 
+    def prepare_sync(self) -> None:
+        _ = self.client.batches
+
     def prepare_async(self) -> None:
         _ = self.client.aio.batches
 
@@ -205,6 +215,15 @@ class GeminiBackend(BatchBackend):
 
     async def aget_status(self, batch_id: str) -> BatchStatus:
         return status_of(await self.client.aio.batches.get(name=batch_id))
+
+    def status_refusal(self, error: BaseException) -> StatusRefusal | None:
+        """Also a wrong key: the Gemini API answers it 400 ``INVALID_ARGUMENT`` "API key not valid" with
+        the ``ErrorInfo`` reason ``API_KEY_INVALID``, not 401 (a missing or unpermitted key is 403
+        ``PERMISSION_DENIED``: https://ai.google.dev/gemini-api/docs/troubleshooting)."""
+        refusal = super().status_refusal(error)
+        if refusal is None and getattr(error, "code", None) == 400 and "API_KEY_INVALID" in str(error):
+            return StatusRefusal("auth", 400, "ClientError, INVALID_ARGUMENT, API_KEY_INVALID")
+        return refusal
 
     def cancel(self, batch_id: str) -> None:
         self.client.batches.cancel(name=batch_id)
