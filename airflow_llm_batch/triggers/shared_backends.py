@@ -11,29 +11,19 @@ last trigger to let go closes it. Triggers that start together (a mapped task's 
 sensors deferring at once) also share one connection lookup: each lookup costs the loop about
 half a millisecond, and the result is reused for ``CONNECTION_REUSE_SECONDS``.
 
-The status and cancel calls run in worker threads, through the backend's sync client: at most
-``MAX_REQUESTS_IN_FLIGHT`` of a shared backend at once (its pool's threads), the others wait their
-turn. On the event loop, a status call through the async client cost about a millisecond of
-Python per poll (building the request, the HTTP/1.1 state machine, the socket calls, the SDK's
-response models, the HTTP client's log line), and the calls of triggers that poll together ran
-back to back: 200 triggers held the loop for tens of milliseconds at a time (``docs/performance.md``).
-In a thread, the same work gives the loop back at every socket call and at least every switch
-interval (5 ms), and what the loop itself does per poll is to hand the call over and take its
-result. Few threads, not one per trigger: the HTTP clients' connection pools probe every idle
-pooled connection each time a request starts or ends, so a thousand connections would cost
-seconds per poll round, while a few serve the calls as fast as the provider answers.
+At most ``MAX_REQUESTS_IN_FLIGHT`` calls of a shared backend run at once; the others wait their
+turn. The HTTP clients' connection pools probe every idle pooled connection each time a request
+starts or ends, so a thousand simultaneous status calls (a thousand connections) cost the event
+loop seconds per poll round, while a few connections serve them as fast as the provider answers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import hashlib
 import json
 import logging
-import threading
 import weakref
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,58 +31,34 @@ MAX_REQUESTS_IN_FLIGHT = 16
 CONNECTION_REUSE_SECONDS = 10.0
 
 
-THREAD_PREFIX = "llm-batch-poll"
+def quiet_http_client_logs() -> None:
+    """Raise the SDKs' HTTP clients' loggers to WARNING unless the deployment set them itself.
 
-
-class _QuietPolls(logging.Filter):
-    """Drops the HTTP clients' INFO line per request ("HTTP Request: GET ... 200 OK") when a poll
-    thread made the request: one line per batch per poll says nothing the trigger's own progress
-    line does not, and formatting it was a sixth of a status call's time. Warnings still pass."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno > logging.INFO or not (record.threadName or "").startswith(THREAD_PREFIX)
-
-
-def _quiet_http_client_logs() -> None:
-    for name in ("httpx2", "httpx"):  # the SDKs' HTTP clients
+    Each status call logs "HTTP Request: GET ... 200 OK" at INFO: one line per batch per poll that
+    says nothing the trigger's progress line does not, and formatting it through Airflow's logging
+    was about a sixth of a status call's Python time on the event loop (docs/performance.md).
+    Setting the level (rather than filtering) means the record is never even built.
+    """
+    for name in ("httpx2", "httpx"):
         logger = logging.getLogger(name)
-        if not any(isinstance(f, _QuietPolls) for f in logger.filters):
-            logger.addFilter(_QuietPolls())
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
 
 
-class _Threaded:
-    """A shared backend whose provider calls (status, cancel) run in its own threads, ``limit`` at a time."""
+class _Limited:
+    """A shared backend whose provider calls (status, cancel) take turns, ``limit`` at a time."""
 
     def __init__(self, backend: Any, limit: int) -> None:
         self._backend = backend
-        self._pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix=f"{THREAD_PREFIX}-{backend.provider}")
-        _quiet_http_client_logs()
-        # Start the threads now (this runs in a worker thread): the pool starts one on demand and
-        # waits until it runs, which on the event loop stalled every trigger for about a
-        # millisecond per thread, tens of milliseconds on a busy machine.
-        started = threading.Barrier(limit)
-        for _ in range(limit):
-            self._pool.submit(started.wait)
+        self._turns = asyncio.Semaphore(limit)
 
     async def aget_status(self, batch_id: str) -> Any:
-        return await self._call(self._backend.get_status, batch_id)
+        async with self._turns:
+            return await self._backend.aget_status(batch_id)
 
     async def acancel(self, batch_id: str) -> None:
-        await self._call(self._backend.cancel, batch_id)
-
-    async def _call(self, method: Any, batch_id: str) -> Any:
-        # In the calling trigger's context, as ``asyncio.to_thread`` does: what the call logs
-        # (the HTTP client's request line) lands in that trigger's log.
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._pool, context.run, method, batch_id)
-
-    async def aclose(self) -> None:
-        """Close the sync client once the calls still running have ended (in a thread: it may wait)."""
-        await asyncio.to_thread(self._close)
-
-    def _close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._backend.close()
+        async with self._turns:
+            await self._backend.acancel(batch_id)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._backend, name)
@@ -120,6 +86,7 @@ class SharedBackends:
     async def acquire(self, conn_id: str, provider: str | None) -> Any:
         """The backend for this connection, built on first use in this loop; pair with :meth:`release`."""
         loop = asyncio.get_running_loop()
+        quiet_http_client_logs()
         state = self._loops.setdefault(loop, _LoopState())
         conn = await _lookup(state, conn_id)
         key = _key_of(conn, provider)
@@ -153,18 +120,11 @@ class SharedBackends:
             await backend.aclose()
 
 
-async def _build(conn: Any, provider: str | None) -> _Threaded:
-    """The backend with its sync client built and its threads started, in a worker thread (it
-    imports the vendor SDK)."""
-    return await asyncio.to_thread(_threaded_backend, conn, provider)
+async def _build(conn: Any, provider: str | None) -> _Limited:
+    """The backend with its async client built, in a worker thread: it imports the vendor SDK."""
+    from airflow_llm_batch.hooks.llm_batch import prepared_backend
 
-
-def _threaded_backend(conn: Any, provider: str | None) -> _Threaded:
-    from airflow_llm_batch.hooks.llm_batch import backend_from_connection
-
-    backend = backend_from_connection(conn, provider)
-    backend.prepare_sync()
-    return _Threaded(backend, MAX_REQUESTS_IN_FLIGHT)
+    return _Limited(await asyncio.to_thread(prepared_backend, conn, provider), MAX_REQUESTS_IN_FLIGHT)
 
 
 async def _lookup(state: _LoopState, conn_id: str) -> Any:

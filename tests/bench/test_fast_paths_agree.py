@@ -407,12 +407,15 @@ def test_triggers_of_one_loop_share_one_backend_per_connection(monkeypatch):
         first, second = await asyncio.gather(pool.acquire("shared_a", None), pool.acquire("shared_a", None))
         other = await pool.acquire("shared_b", None)
         for backend in (first, second, other):
-            backend._backend.close = lambda backend=backend: closed.append(backend)
+            backend._backend.aclose = lambda backend=backend: _closed(backend)
         await pool.release(first)
         open_after_one = list(closed)
         await pool.release(second)
         await pool.release(other)
         return first, second, other, open_after_one
+
+    async def _closed(backend: Any) -> None:
+        closed.append(backend)
 
     first, second, other, open_after_one = asyncio.run(scenario())
     assert first is second and first is not other  # one per connection content

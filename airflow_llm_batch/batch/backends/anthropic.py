@@ -142,9 +142,6 @@ class AnthropicBackend(BatchBackend):
 
         return AsyncAnthropic(**self.config.client_kwargs())
 
-    def prepare_sync(self) -> None:
-        _ = self.client.messages.batches
-
     def prepare_async(self) -> None:
         _ = self.async_client.messages.batches
 

@@ -272,10 +272,6 @@ class BatchBackend(ABC):
         loop, that stalls every trigger of the triggerer. The triggers call this in a worker thread.
         """
 
-    def prepare_sync(self) -> None:  # noqa: B027 - optional hook
-        """Build the sync client ahead of the first call (the triggerer's status calls run in its
-        worker threads through this client: ``triggers/shared_backends.py``)."""
-
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the sync client."""
 

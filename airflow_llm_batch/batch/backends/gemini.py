@@ -152,9 +152,6 @@ class GeminiBackend(BatchBackend):
         # vertexai=False: GOOGLE_GENAI_USE_VERTEXAI in the environment must not switch APIs.
         return genai.Client(vertexai=False, api_key=self.config.api_key, http_options=http_options(self.config))
 
-    def prepare_sync(self) -> None:
-        _ = self.client.batches
-
     def prepare_async(self) -> None:
         _ = self.client.aio.batches
 

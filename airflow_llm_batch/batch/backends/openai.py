@@ -108,9 +108,6 @@ class OpenAIBackend(BatchBackend):
 
         return AsyncOpenAI(**self._client_kwargs())
 
-    def prepare_sync(self) -> None:
-        _ = self.client.batches
-
     def prepare_async(self) -> None:
         _ = self.async_client.batches
 
