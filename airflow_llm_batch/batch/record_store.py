@@ -15,6 +15,7 @@ Both keep the record a plain JSON object, so fields added by other features ride
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from abc import ABC, abstractmethod
@@ -25,6 +26,8 @@ from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.storage import StoragePath, uri_of
 from airflow_llm_batch.exceptions import ConfigurationError, StateConflictError
 
+# A read-only mount (EROFS) is as much "not writable" as missing permissions (EACCES, EPERM).
+NOT_WRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
 # ObjectStoragePath's protocol for a plain local path is "" (and "file" for file:// URIs).
 LOCAL_PROTOCOLS = ("", "file", "local")
 
@@ -103,8 +106,6 @@ class FileRecordStore(RecordStore):
             else:
                 with self.path.open("wb") as stream:
                     stream.write(payload)
-        except PermissionError as error:
-            raise ConfigurationError(_unwritable(self.path, error)) from None
         except FileNotFoundError as error:
             # mkdir succeeded, so the folder vanished under us (deleted while the task ran).
             raise ConfigurationError(
@@ -113,6 +114,10 @@ class FileRecordStore(RecordStore):
                 "(a cleanup job, a temporary folder); point work_dir at a folder that lives as long "
                 "as the DAG run, or at an object store (s3://, gs://)."
             ) from None
+        except OSError as error:
+            if error.errno not in NOT_WRITABLE:
+                raise
+            raise ConfigurationError(_unwritable(self.path, error)) from None
 
 
 def local_path(path: StoragePath) -> Path | None:
