@@ -15,8 +15,8 @@ from typing import Any
 from airflow_llm_batch.batch.backends.base import PreparedJob
 from airflow_llm_batch.batch.record_store import FileRecordStore, RecordStore
 from airflow_llm_batch.batch.records import JobKey
-from airflow_llm_batch.batch.storage import StoragePath
-from airflow_llm_batch.exceptions import StateConflictError
+from airflow_llm_batch.batch.storage import StoragePath, uri_of
+from airflow_llm_batch.exceptions import JobFilesMissingError, StateConflictError
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,20 @@ class JobLayout:
 
     def ids_file(self, index: int) -> StoragePath:
         return self.requests_dir / ids_file_name(index)
+
+
+def check_job_files(layout: JobLayout, batch_ids: list[str]) -> None:
+    """Fail with what to do when the job's request files (the id maps results are matched with) are gone."""
+    if not batch_ids or layout.requests_dir.exists():
+        return
+    raise JobFilesMissingError(
+        f"The job's files are gone from the work dir: {uri_of(layout.requests_dir)} does not exist (deleted, "
+        "or written on another worker's local disk). Its batches are intact at the provider "
+        f"({', '.join(batch_ids)}). Clear this run's submit task together with its downstream tasks: the "
+        "submit task writes the files again and re-attaches to the same batches (through the job's record, "
+        "or by their job-key tag), so nothing is paid twice. To keep this from happening, use a work dir "
+        "every worker shares and nothing cleans up while runs are active (s3://, gs://, a shared volume)."
+    )
 
 
 class JobState:
