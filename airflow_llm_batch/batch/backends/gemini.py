@@ -6,7 +6,7 @@ Wire facts (``shared/reference/provider-apis.md`` sections 4.1, 4.2, 4.4, 4.5):
 - Inline requests must keep the whole create request under 20 MB; a file may hold 2 GB.
   The Developer API documents sizes, not a request count; 100,000 per batch is our choice.
 - The job key travels in ``display_name`` (``airflow:<dag>/<task>:job_key=<digest>:chunk=<n>``),
-  the only tag the Developer API has; :meth:`GeminiBackend.find_batch` scans for it.
+  the only tag the Developer API has; :meth:`GeminiBackend.find_batches` scans for it.
 - Results are inline (``dest.inlined_responses``, keys in ``metadata.key``) or a responses file of
   ``{"key", "response"|"error"}`` lines. Embeddings always go through a file: the SDK's inline
   embedding form has no per-request metadata, so results could only be matched by position.

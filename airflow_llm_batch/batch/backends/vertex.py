@@ -13,7 +13,7 @@ Wire facts (``shared/reference/provider-apis.md`` sections 4.3, 4.4, 5.1):
   With a BigQuery source, BigQuery builds the request tables itself (``vertex_tables.py``) and
   :meth:`VertexBackend.create_job` runs over them.
 - The job key travels in ``labels`` (``airflow_job_key``, ``airflow_chunk``; the SDK has no
-  ``labels`` argument, so they go in ``http_options.extra_body``), and :meth:`find_batch` lists
+  ``labels`` argument, so they go in ``http_options.extra_body``), and :meth:`find_batches` lists
   jobs with a ``labels.`` filter. The display name carries it too.
 - States are ``JOB_STATE_*``; only SUCCEEDED, FAILED, CANCELLED and EXPIRED are terminal.
   ``completionStats`` gives the counts while the job runs.
