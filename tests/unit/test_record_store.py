@@ -162,3 +162,24 @@ def test_a_state_file_path_still_loads_as_before(tmp_path: Path):
     path = tmp_path / "state.json"
     path.write_text('{"chunks": {"0": {"batch_id": "b"}}}')
     assert JobState.load(path).chunk(0) == {"batch_id": "b"}
+
+
+def test_on_an_object_store_the_record_and_the_lease_work_the_same(request):
+    """fsspec's in-memory filesystem stands in for s3:// or gs:// (the object-store code paths)."""
+    from upath import UPath
+
+    root = UPath(f"memory://llm-batch-tests/{request.node.name}")
+    store = FileRecordStore(root / "attempt-1" / "state.json")
+    assert store.load() is None
+    store.save({"chunks": {"0": {"batch_id": "b-0"}}})
+    assert store.load() == {"chunks": {"0": {"batch_id": "b-0"}}}
+
+    first = WriterLease(root / "attempt-1" / "writer.lease", "job", poll_seconds=0.05)
+    first.acquire()
+    second = WriterLease(root / "attempt-1" / "writer.lease", "job", wait_seconds=0.3, poll_seconds=0.05)
+    with pytest.raises(StateConflictError, match="still holds the lease"):
+        second.acquire()
+    first.release()
+    with second:
+        assert second.held
+    assert not (root / "attempt-1" / "writer.lease").exists()
