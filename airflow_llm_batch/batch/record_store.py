@@ -122,11 +122,10 @@ class FileRecordStore(RecordStore):
 
 def local_path(path: StoragePath) -> Path | None:
     """The local ``pathlib.Path`` of a work-dir path on this machine's disk, else ``None``."""
-    if isinstance(path, PurePath):
-        return Path(path)
-    if getattr(path, "protocol", None) in LOCAL_PROTOCOLS:
-        return Path(str(getattr(path, "path", str(path))))
-    return None
+    protocol = getattr(path, "protocol", None)
+    if protocol is not None:  # ObjectStoragePath / UPath (a pathlib subclass in universal_pathlib 0.2)
+        return Path(str(getattr(path, "path", path))) if protocol in LOCAL_PROTOCOLS else None
+    return Path(path) if isinstance(path, PurePath) else None
 
 
 def _replace_atomically(target: Path, payload: bytes) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from airflow_llm_batch.batch.job import JobLayout, JobState
 from airflow_llm_batch.batch.lease import WriterLease
-from airflow_llm_batch.batch.record_store import FileRecordStore
+from airflow_llm_batch.batch.record_store import FileRecordStore, local_path
 from airflow_llm_batch.exceptions import ConfigurationError, StateConflictError
 
 
@@ -40,7 +40,7 @@ def test_a_writer_killed_mid_save_leaves_the_previous_record_whole(tmp_path):
             sys.executable,
             "-c",
             "import sys; from pathlib import Path\n"
-            "from airflow_llm_batch.batch.record_store import FileRecordStore\n"
+            "from airflow_llm_batch.batch.record_store import FileRecordStore, local_path\n"
             "store = FileRecordStore(Path(sys.argv[1]))\n"
             "n = 0\n"
             "while True:\n"
@@ -169,6 +169,8 @@ def test_on_an_object_store_the_record_and_the_lease_work_the_same(request):
     from upath import UPath
 
     root = UPath(f"memory://llm-batch-tests/{request.node.name}")
+    # universal_pathlib 0.2 (Airflow 3.1) makes every UPath a pathlib.Path: not local for all that.
+    assert local_path(root) is None and local_path(UPath("s3://bucket/work")) is None
     store = FileRecordStore(root / "attempt-1" / "state.json")
     assert store.load() is None
     store.save({"chunks": {"0": {"batch_id": "b-0"}}})
