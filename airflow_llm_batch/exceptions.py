@@ -54,7 +54,12 @@ class BatchTimeoutError(LLMBatchError):
 
 
 class StateConflictError(LLMBatchError):
-    """The work dir holds state for this job key that does not match the current input."""
+    """The job's record cannot be used as it is: it belongs to other input, is damaged, or another
+    task holds the right to create this job's batches."""
+
+
+class JobFilesMissingError(LLMBatchError, FileNotFoundError):
+    """The job's request files are gone from the work dir (deleted, or on another worker's disk)."""
 
 
 class BudgetExceededError(LLMBatchError):

@@ -21,7 +21,7 @@ from airflow_llm_batch.batch.records import JobKey
 from airflow_llm_batch.batch.results import RowSink, collect_results
 from airflow_llm_batch.batch.retry import consolidate, iter_result_rows
 from airflow_llm_batch.batch.schema import OutputValidator
-from airflow_llm_batch.batch.state import JobLayout
+from airflow_llm_batch.batch.state import JobLayout, check_job_files
 from airflow_llm_batch.batch.storage import StoragePath
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def finish_results(
     :param backend: closed here once the results are read.
     """
     layout = JobLayout(path_of(manifest.work_uri))
+    check_job_files(layout, manifest.batch_ids)
     schema = job_schema(layout, manifest.has_schema)
     validator = OutputValidator(schema) if schema is not None else None
     if table is not None:  # checked before any result is read: a conflicting table writes nothing

@@ -23,6 +23,7 @@ from airflow_llm_batch.batch.plan import DryRunPlan, build_plan, write_plan
 from airflow_llm_batch.batch.preflight import Preflight, PreflightSettings
 from airflow_llm_batch.batch.prepare import prepare_chunks
 from airflow_llm_batch.batch.pricing import CostEstimate, PriceTable, estimate_cost
+from airflow_llm_batch.batch.record_store import RecordStore
 from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
 from airflow_llm_batch.batch.state import JobLayout
@@ -151,6 +152,7 @@ def _in_place(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_
         spec=round_.spec,
         force=round_.requests_in_sql,
         layout_root=layout.root,
+        records=layout.records,
         job_key=job_key,
         on_input_change=round_.on_input_change,
     )
@@ -200,12 +202,16 @@ def submit_retry(
     *,
     timeout_seconds: float,
     on_input_change: str = "fail",
+    records: RecordStore | None = None,
 ) -> Manifest:
     """Resubmit the items a Results summary reported as retryable, as the next attempt, with their
-    original requests (selected in place when the previous attempt was built there)."""
+    original requests (selected in place when the previous attempt was built there).
+
+    :param records: where this round's record lives (``None``: its state file in the work dir).
+    """
     previous = JobLayout(previous_root)
     attempt = int(summary["attempt"]) + 1
-    layout = JobLayout(previous.root.parent / f"attempt-{attempt}")
+    layout = JobLayout(previous.root.parent / f"attempt-{attempt}", records)
     spec = RequestSpec(model=summary["model"], kind=Kind(summary["kind"]))
     job = InPlaceRequests(
         source=None,
@@ -215,6 +221,7 @@ def submit_retry(
         spec=spec,
         force=None,
         layout_root=layout.root,
+        records=layout.records,
         job_key=job_key,
         on_input_change=on_input_change,
     )

@@ -184,6 +184,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.operators._common import job_key_of, resolve_work_dir, skip
+        from airflow_llm_batch.state_store import task_state_records
 
         hook = LLMBatchHook(self.conn_id, self.provider, self.provider_limits)
         backend = self._backend(hook)
@@ -213,7 +214,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             preflight=PreflightSettings.coerce(self.preflight),
         )
         work_dir = resolve_work_dir(self.work_dir, hook, getattr(self, "executor", None))
-        layout = JobLayout.for_job(work_dir, job_key, attempt=1)
+        layout = JobLayout.for_job(work_dir, job_key, attempt=1, records=task_state_records(context))
         if _flag(self.dry_run_mode, "dry_run"):
             plan = plan_first(first, backend, layout, job_key)
             backend.close()
@@ -230,6 +231,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         from airflow_llm_batch.batch.submit import submit_retry
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.operators._common import job_key_of, skip, storage_path
+        from airflow_llm_batch.state_store import task_state_records
 
         summary = self.retry_of
         if not summary or not summary.get("retryable"):
@@ -243,6 +245,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             job_key_of(context),
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
+            records=task_state_records(context),
         )
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()

@@ -23,12 +23,20 @@ SPEC = RequestSpec(model="gpt-4.1-mini", kind=Kind.CHAT)
 class FakeBackend:
     provider = "fake"
 
-    def __init__(self, layout: JobLayout, tagged: dict[int, str] | None = None, fail_on: int | None = None) -> None:
+    def __init__(
+        self,
+        layout: JobLayout,
+        tagged: dict[int, str] | None = None,
+        fail_on: int | None = None,
+        job_tagged: dict[int, str] | None = None,
+    ) -> None:
         self.layout = layout
         self.tagged = dict(tagged or {})
+        self.job_tagged = dict(job_tagged or {})  # what a lookup of the whole job key finds
         self.fail_on = fail_on
         self.created: list[int] = []
         self.looked_up: list[int] = []
+        self.job_lookups = 0
         self.state_at_create: list[dict] = []
 
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
@@ -41,6 +49,10 @@ class FakeBackend:
     def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
         self.looked_up.append(chunk_index)
         return self.tagged.get(chunk_index)
+
+    def find_batches(self, job_key: JobKey) -> dict[int, str]:
+        self.job_lookups += 1
+        return dict(self.job_tagged)
 
 
 def prepared(layout: JobLayout, counts=(3, 2), fingerprint="fp-1") -> PreparedJob:
@@ -74,6 +86,7 @@ def test_a_first_try_records_intent_before_each_create_and_the_batch_after(layou
     backend = FakeBackend(layout)
     manifest = submit(layout, backend, prepared(layout))
     assert backend.created == [0, 1] and backend.looked_up == []
+    assert backend.job_lookups == 1  # no record yet: the provider was asked for the job key's batches first
     assert [s["state"] for s in backend.state_at_create] == ["intent", "intent"]
     state = JobState.load(layout.state_file)
     assert [state.chunk(i)["state"] for i in (0, 1)] == ["submitted", "submitted"]
@@ -86,7 +99,7 @@ def test_a_task_retry_reattaches_and_keeps_the_first_deadline(layout):
     first = submit(layout, FakeBackend(layout), prepared(layout))
     backend = FakeBackend(layout)
     again = submit(layout, backend, prepared(layout), now=5000.0)
-    assert backend.created == [] and backend.looked_up == []
+    assert backend.created == [] and backend.looked_up == [] and backend.job_lookups == 0
     assert again.batch_ids == first.batch_ids and again.deadline == first.deadline == 1060.0
 
 
@@ -124,6 +137,39 @@ def test_changed_input_is_refused_before_any_create_unless_resubmit_is_asked(lay
     state = jsonl.loads(layout.state_file.read_bytes())
     assert state["fingerprint"] == "fp-2"
     assert [c["batch_id"] for c in state["superseded"][0]["chunks"].values()] == first.batch_ids
+
+
+def test_a_lost_record_is_answered_by_the_job_keys_tags_before_anything_is_created(layout):
+    first = submit(layout, FakeBackend(layout), prepared(layout))
+    layout.state_file.unlink()  # the work dir went away with the record
+    found = dict(enumerate(first.batch_ids))
+    backend = FakeBackend(layout, job_tagged=found)
+    again = submit(layout, backend, prepared(layout))
+    assert backend.created == [] and backend.job_lookups == 1
+    assert again.batch_ids == first.batch_ids
+    assert all(JobState.load(layout.state_file).chunk(i)["recovered"] for i in (0, 1))
+
+
+def test_a_chunk_the_lookup_misses_is_created_and_the_others_re_attach(layout):
+    backend = FakeBackend(layout, job_tagged={0: "batch-0-lost"})
+    manifest = submit(layout, backend, prepared(layout))
+    assert backend.created == [1] and manifest.batch_ids[0] == "batch-0-lost"
+
+
+def test_batches_set_aside_by_resubmit_are_not_taken_back_by_the_lookup(layout):
+    first = submit(layout, FakeBackend(layout), prepared(layout))
+    backend = FakeBackend(layout, job_tagged=dict(enumerate(first.batch_ids)))
+    manifest = submit(layout, backend, prepared(layout, fingerprint="fp-2"), on_input_change="resubmit")
+    assert backend.created == [0, 1] and manifest.fingerprint == "fp-2"  # both chunks of the new input created
+
+
+def test_the_record_keeps_fields_it_does_not_know(layout):
+    submit(layout, FakeBackend(layout), prepared(layout, counts=(3, 2, 4)))
+    state = JobState.load(layout.state_file)
+    state.data["pending"] = [2]  # another feature's field (waves) in the same JSON document
+    state.save()
+    submit(layout, FakeBackend(layout), prepared(layout, counts=(3, 2, 4)))
+    assert JobState.load(layout.state_file).data["pending"] == [2]
 
 
 def test_an_empty_job_creates_nothing_and_still_has_a_deadline(layout):

@@ -17,10 +17,12 @@ The results step still validates against the user's full schema, so an answer th
 becomes a retryable ``invalid_output`` row. (A ``tool_use`` answer, from a raw body that forces a
 tool, is read as the JSON of the tool's input.)
 
-**No tags, so no recovery by lookup.** Anthropic batches carry no metadata, so :meth:`find_batch`
-cannot find a batch whose create response was lost: a task killed between the create call and the
-state-file record creates a second batch on retry (and pays for its items twice). The window is
-the create call itself; everything after it re-attaches through the state file.
+**No tags, so no recovery by lookup.** Anthropic batches carry no metadata, so :meth:`find_batches`
+finds nothing: a task killed between the create call and the record creates a second batch on
+retry (and pays for its items twice), and so does a job whose record was lost (its work dir
+deleted, on Airflow 3.1/3.2) or a second run of the same job key that does not share the first
+one's record. The window is the create call itself; everything after it re-attaches through the
+record (docs/reliability.md).
 
 **How a batch ended.** ``in_progress`` and ``canceling`` are running (outcome None). ``ended`` is
 ``cancelled`` when a cancel was initiated (``cancel_initiated_at`` set), else ``expired`` when any
@@ -153,9 +155,9 @@ class AnthropicBackend(BatchBackend):
         batch = self.client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
         return batch.id
 
-    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
-        """Always None: Anthropic batches carry no tags (see the module docstring for what that costs)."""
-        return None
+    def find_batches(self, job_key: JobKey) -> dict[int, str]:
+        """Always empty: Anthropic batches carry no tags (see the module docstring for what that costs)."""
+        return {}
 
     def get_status(self, batch_id: str) -> BatchStatus:
         return status_of(self.client.messages.batches.retrieve(batch_id))

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from airflow_llm_batch.batch.record_store import RecordStore
 from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.batch.storage import StoragePath
@@ -126,6 +127,7 @@ class InPlaceRequests:
         recognizes the sources it can build from by what they offer (``as_sql``), never by import.
     :param force: ``requests_in_sql``: ``True`` in place or fail, ``None`` when it fits, ``False`` never.
     :param layout_root: the attempt's folder in the work dir (``state.JobLayout``).
+    :param records: where the job's record lives (``state.JobLayout.records``; ``None``: its state file).
     """
 
     source: Any
@@ -137,6 +139,7 @@ class InPlaceRequests:
     layout_root: StoragePath
     job_key: JobKey
     on_input_change: str = "fail"
+    records: RecordStore | None = None
 
 
 @dataclass(frozen=True)
@@ -229,7 +232,12 @@ class BatchBackend(ABC):
 
     def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
         """The batch an earlier try created for this chunk, if the provider can tell (tags)."""
-        return None
+        return self.find_batches(job_key).get(chunk_index)
+
+    def find_batches(self, job_key: JobKey) -> dict[int, str]:
+        """Every batch created for the job key, by chunk index (the newest where a chunk has several),
+        found through the provider's tags; empty where the provider has none (Anthropic)."""
+        return {}
 
     @abstractmethod
     def get_status(self, batch_id: str) -> BatchStatus: ...

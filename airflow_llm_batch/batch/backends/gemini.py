@@ -6,7 +6,7 @@ Wire facts (``shared/reference/provider-apis.md`` sections 4.1, 4.2, 4.4, 4.5):
 - Inline requests must keep the whole create request under 20 MB; a file may hold 2 GB.
   The Developer API documents sizes, not a request count; 100,000 per batch is our choice.
 - The job key travels in ``display_name`` (``airflow:<dag>/<task>:job_key=<digest>:chunk=<n>``),
-  the only tag the Developer API has; :meth:`GeminiBackend.find_batch` scans for it.
+  the only tag the Developer API has; :meth:`GeminiBackend.find_batches` scans for it.
 - Results are inline (``dest.inlined_responses``, keys in ``metadata.key``) or a responses file of
   ``{"key", "response"|"error"}`` lines. Embeddings always go through a file: the SDK's inline
   embedding form has no per-request metadata, so results could only be matched by position.
@@ -197,15 +197,16 @@ class GeminiBackend(BatchBackend):
             uploaded = self.client.files.upload(file=readable, config={"mime_type": JSONL_MIME, "display_name": name})
         return str(uploaded.name)
 
-    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
+    def find_batches(self, job_key: JobKey) -> dict[int, str]:
         """The Developer API cannot filter batches, so scan the newest ones for the display name."""
-        wanted = display_name(job_key, chunk_index)
+        found: dict[int, str] = {}
         for scanned, batch in enumerate(self.client.batches.list(config={"page_size": 100})):
-            if batch.display_name == wanted:
-                return str(batch.name)
+            chunk = chunk_of_display_name(batch.display_name, job_key)
+            if chunk is not None:
+                found.setdefault(chunk, str(batch.name))
             if scanned >= FIND_SCAN_LIMIT:
                 break
-        return None
+        return found
 
     def get_status(self, batch_id: str) -> BatchStatus:
         return status_of(self.client.batches.get(name=batch_id))
@@ -280,6 +281,14 @@ def display_name(job_key: JobKey, chunk_index: int) -> str:
     """``airflow:<dag>/<task>:job_key=<digest>:chunk=<n>``; the digest is what lookups match on."""
     dag, task = job_key.dag_id[:NAME_PART_LENGTH], job_key.task_id[:NAME_PART_LENGTH]
     return f"airflow:{dag}/{task}:job_key={job_key.digest()}:chunk={chunk_index}"
+
+
+def chunk_of_display_name(name: str | None, job_key: JobKey) -> int | None:
+    """The chunk index a :func:`display_name` names, if it names this job key."""
+    prefix, found, chunk = (name or "").rpartition(":chunk=")
+    if not found or not chunk.isdigit() or not prefix.endswith(f":job_key={job_key.digest()}"):
+        return None
+    return int(chunk)
 
 
 def http_options(config: ClientConfig) -> Any:

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}
 META_JOB = "airflow_job_key"
 META_CHUNK = "airflow_chunk"
+# How many of the newest batches a lookup by job key reads (ten list pages) before it gives up.
+FIND_SCAN_LIMIT = 1000
 RESULT_CHUNK_BYTES = 1 << 18  # result files are streamed in pieces of this size
 
 _OUTCOMES = {
@@ -128,16 +130,21 @@ class OpenAIBackend(BatchBackend):
         )
         return batch.id
 
-    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
-        """OpenAI cannot filter batches by metadata, so scan the newest ones (the tag is exact)."""
-        wanted = _metadata(job_key, chunk_index)
+    def find_batches(self, job_key: JobKey) -> dict[int, str]:
+        """OpenAI cannot filter batches by metadata, so scan the newest ones (the tag is exact).
+
+        The list is newest first, so where a chunk has several batches the newest is kept.
+        """
+        wanted = job_key.digest()
+        found: dict[int, str] = {}
         for scanned, batch in enumerate(self.client.batches.list(limit=100)):
             metadata = batch.metadata or {}
-            if metadata.get(META_JOB) == wanted[META_JOB] and metadata.get(META_CHUNK) == wanted[META_CHUNK]:
-                return batch.id
-            if scanned >= 1000:
+            chunk = str(metadata.get(META_CHUNK, ""))
+            if metadata.get(META_JOB) == wanted and chunk.isdigit():
+                found.setdefault(int(chunk), batch.id)
+            if scanned >= FIND_SCAN_LIMIT:
                 break
-        return None
+        return found
 
     # The status is read from the raw JSON, not the SDK's ``Batch`` model: building that model is
     # a third of a status call's Python time, paid on every poll of every waiting batch

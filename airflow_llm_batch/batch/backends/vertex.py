@@ -13,7 +13,7 @@ Wire facts (``shared/reference/provider-apis.md`` sections 4.3, 4.4, 5.1):
   With a BigQuery source, BigQuery builds the request tables itself (``vertex_tables.py``) and
   :meth:`VertexBackend.create_job` runs over them.
 - The job key travels in ``labels`` (``airflow_job_key``, ``airflow_chunk``; the SDK has no
-  ``labels`` argument, so they go in ``http_options.extra_body``), and :meth:`find_batch` lists
+  ``labels`` argument, so they go in ``http_options.extra_body``), and :meth:`find_batches` lists
   jobs with a ``labels.`` filter. The display name carries it too.
 - States are ``JOB_STATE_*``; only SUCCEEDED, FAILED, CANCELLED and EXPIRED are terminal.
   ``completionStats`` gives the counts while the job runs.
@@ -39,6 +39,7 @@ from airflow_llm_batch.batch.backends.gemini import (
     _OUTCOMES,
     GeminiBackend,
     _Readable,
+    chunk_of_display_name,
     classify_error,
     display_name,
     http_options,
@@ -176,13 +177,15 @@ class VertexBackend(GeminiBackend):
             job = self.bigquery.load_table_from_file(readable, table, size=chunk.bytes, job_config=job_config)
         job.result()
 
-    def find_batch(self, job_key: JobKey, chunk_index: int) -> str | None:
-        wanted = labels(job_key, chunk_index)
-        query = f'labels.airflow_job_key="{wanted["airflow_job_key"]}" AND labels.airflow_chunk="{chunk_index}"'
+    def find_batches(self, job_key: JobKey) -> dict[int, str]:
+        """Vertex filters by label on the server; the display name then gives each job's chunk."""
+        query = f'labels.airflow_job_key="{job_key.digest()}"'
+        found: dict[int, str] = {}
         for batch in self.client.batches.list(config={"filter": query, "page_size": 100}):
-            if batch.display_name == display_name(job_key, chunk_index):
-                return str(batch.name)
-        return None
+            chunk = chunk_of_display_name(batch.display_name, job_key)
+            if chunk is not None:
+                found.setdefault(chunk, str(batch.name))
+        return found
 
     def get_status(self, batch_id: str) -> BatchStatus:
         return vertex_status_of(self.client.batches.get(name=batch_id))

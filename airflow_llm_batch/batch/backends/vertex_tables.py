@@ -239,7 +239,7 @@ class SqlRequestTables:
 
     def _reuse(self, fingerprint: str) -> PreparedJob | None:
         """The tables an earlier try built, once it started creating jobs from them: never rebuilt."""
-        state = JobState.load(self.layout.state_file)
+        state = JobState.load(self.layout.record_store)
         if not state.data.get("chunks") or not self._tables_file.exists():
             return None
         if state.data.get("fingerprint") != fingerprint and self.on_input_change == "fail":
@@ -328,7 +328,7 @@ def prepare_from_source(backend: TablesBackend, job: InPlaceRequests) -> Prepare
     differ from the worker path's (``requests_in_sql=None``) or the dry run fails there."""
     backend.check_model(job.spec)
     backend.check_spec(job.spec)
-    tables = SqlRequestTables(backend, JobLayout(job.layout_root), job.job_key, job.on_input_change)
+    tables = SqlRequestTables(backend, JobLayout(job.layout_root, job.records), job.job_key, job.on_input_change)
     items = job.source
     source = SourceQuery(items.as_sql(backend.settings.project), items.bound_parameters(), items.explain)
     try:
@@ -366,7 +366,7 @@ def retry_from_tables(
     previous = JobLayout(previous_root)
     if not built_in_sql(previous):
         return None
-    tables = SqlRequestTables(backend, JobLayout(job.layout_root), job.job_key, job.on_input_change)
+    tables = SqlRequestTables(backend, JobLayout(job.layout_root, job.records), job.job_key, job.on_input_change)
     return tables.from_retry(previous, retryable, job.spec.model)
 
 
