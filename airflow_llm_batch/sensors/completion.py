@@ -153,9 +153,9 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         a batch the provider does not know fails the task without retries: none can bring it back."""
         if kind == "not_found":
             try:
-                from airflow.sdk.exceptions import AirflowFailException
+                from airflow.sdk.exceptions import AirflowFailException  # type: ignore[attr-defined,unused-ignore]  # 3.2+
             except ImportError:  # Airflow 3.1
-                from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+                from airflow.exceptions import AirflowFailException  # type: ignore[no-redef,unused-ignore]
             raise AirflowFailException(message)
         from airflow_llm_batch.exceptions import BatchRefusedError
 
