@@ -9,7 +9,7 @@ RESOLUTION ?= highest
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)-$(RESOLUTION)
 
-.PHONY: venv demo ui browser services test test-oldest test-compat test-all lint format bench clean
+.PHONY: venv demo ui browser services test test-oldest test-compat test-all lint format bench dist clean
 
 $(STAMP): pyproject.toml
 	rm -rf $(VENV)
@@ -70,5 +70,12 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The wheel and sdist a release uploads, in dist/, checked the way PyPI renders them.
+dist: $(STAMP)
+	rm -rf dist
+	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install -q build twine
+	$(BIN)/python -m build --installer uv
+	$(BIN)/twine check --strict dist/*
+
 clean:
-	rm -rf .venv .venv-oldest .demo .ui .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-oldest dist .demo .ui .pytest_cache .mypy_cache .ruff_cache

@@ -110,7 +110,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-llm-batch",
         "name": "LLM Batch",
         "description": "LLM work through the providers' batch APIs (OpenAI, Anthropic, Gemini) at half price.",
-        "versions": ["0.1.0"],
+        "versions": ["0.2.0", "0.1.0"],
         "integrations": [
             {
                 "integration-name": "LLM Batch",
