@@ -6,19 +6,21 @@ AIRFLOW_VERSION ?= 3.3.2
 AIRFLOW_OLDEST ?= 3.1.8
 # `lowest-direct` installs the oldest release each of our own dependency floors allows (test-oldest).
 RESOLUTION ?= highest
+# Extra pins for one Airflow line (see the file named by test-oldest).
+CONSTRAINTS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(AIRFLOW_VERSION)-$(RESOLUTION)
 
 .PHONY: venv demo ui browser services test test-oldest test-compat test-all lint format bench dist clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
 	# uv resolves Airflow's large dependency tree in seconds; --compile-bytecode keeps the
 	# `airflow` CLI fast on machines that set PYTHONDONTWRITEBYTECODE.
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip install -q --compile-bytecode --resolution $(RESOLUTION) \
-		-e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
+		$(if $(CONSTRAINTS),--constraint $(CONSTRAINTS)) -e ".[dev]" "apache-airflow==$(AIRFLOW_VERSION)"
 	VIRTUAL_ENV=$(abspath $(VENV)) $(BIN)/uv pip freeze > $(VENV)/installed.txt
 	touch $@
 
@@ -55,7 +57,8 @@ test: lint
 # The pure core and the emulator ran on the newest line already. Ruff's checks do not depend on Airflow.
 # The deployment tests (CeleryExecutor, S3 work dir: ~5 minutes) run on the newest line only.
 test-oldest:
-	$(MAKE) test-compat VENV=.venv-oldest AIRFLOW_VERSION=$(AIRFLOW_OLDEST) RESOLUTION=lowest-direct
+	$(MAKE) test-compat VENV=.venv-oldest AIRFLOW_VERSION=$(AIRFLOW_OLDEST) RESOLUTION=lowest-direct \
+		CONSTRAINTS=.ci/constraints-oldest.txt
 
 test-compat: $(STAMP)
 	$(BIN)/mypy
