@@ -153,6 +153,9 @@ def get_provider_info() -> dict[str, Any]:
                 **CONNECTION_FORMS["llm_batch_vertex"],
             },
         ],
+        "task-decorators": [
+            {"name": "llm_batch", "class-name": "airflow_llm_batch.decorators.llm_batch.llm_batch_task"}
+        ],
         "extra-links": ["airflow_llm_batch.links.LLMBatchConsoleLink", "airflow_llm_batch.links.LLMBatchListLink"],
         "config": {
             "llm_batch": {
