@@ -110,7 +110,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-llm-batch",
         "name": "LLM Batch",
         "description": "LLM work through the providers' batch APIs (OpenAI, Anthropic, Gemini) at half price.",
-        "versions": ["0.1.0"],
+        "versions": ["0.2.0", "0.1.0"],
         "integrations": [
             {
                 "integration-name": "LLM Batch",
@@ -152,6 +152,9 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "llm_batch_vertex",
                 **CONNECTION_FORMS["llm_batch_vertex"],
             },
+        ],
+        "task-decorators": [
+            {"name": "llm_batch", "class-name": "airflow_llm_batch.decorators.llm_batch.llm_batch_task"}
         ],
         "extra-links": ["airflow_llm_batch.links.LLMBatchConsoleLink", "airflow_llm_batch.links.LLMBatchListLink"],
         "config": {

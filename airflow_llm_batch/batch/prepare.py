@@ -71,7 +71,9 @@ class _Problems:
         at = {position for position, _ in duplicates}
         replaced = sum(1 for position in self._positions if position in at)
         self.total += len(duplicates) - replaced
-        late = [(position, _duplicate(user_id, id_field)) for position, user_id in duplicates[:MAX_PROBLEMS_SHOWN]]
+        late = [
+            (position, _duplicate(user_id, id_field, position)) for position, user_id in duplicates[:MAX_PROBLEMS_SHOWN]
+        ]
         self.shown = sorted([shown for shown in self.shown if shown[0] not in at] + late)[:MAX_PROBLEMS_SHOWN]
 
     def raise_if_any(self) -> None:
@@ -79,8 +81,16 @@ class _Problems:
             raise InvalidInputError([message for _, message in self.shown], self.total)
 
 
-def _duplicate(user_id: str, id_field: str) -> str:
-    return f"item '{user_id}': id field '{id_field}' is a duplicate; ids must be unique in a run"
+def _at(position: int) -> str:
+    """An item named by its place in the input, counted from 1 like the lines of a JSONL file."""
+    return f"item #{position + 1}"
+
+
+def _duplicate(user_id: str, id_field: str, position: int) -> str:
+    return (
+        f"{_at(position)} '{user_id}': id field '{id_field}' repeats the id of an earlier item; "
+        "ids must be unique in a run"
+    )
 
 
 def item_id(item: Any, position: int, id_field: str) -> str:
@@ -90,17 +100,17 @@ def item_id(item: Any, position: int, id_field: str) -> str:
         if value.__class__ is str and value.strip():
             return value
     if not isinstance(item, Mapping):
-        raise _ItemProblem(f"item #{position}: is a {type(item).__name__}, expected a mapping of fields")
+        raise _ItemProblem(f"{_at(position)}: is a {type(item).__name__}, expected a mapping of fields")
     value = item.get(id_field)
     if value is None:
-        raise _ItemProblem(f"item #{position}: id field '{id_field}' is missing")
+        raise _ItemProblem(f"{_at(position)}: id field '{id_field}' is missing")
     if isinstance(value, bool) or not isinstance(value, str | int):
         raise _ItemProblem(
-            f"item #{position}: id field '{id_field}' is a {type(value).__name__}; use a string or integer"
+            f"{_at(position)}: id field '{id_field}' is a {type(value).__name__}; use a string or integer"
         )
     text = str(value)
     if not text.strip():
-        raise _ItemProblem(f"item #{position}: id field '{id_field}' is empty")
+        raise _ItemProblem(f"{_at(position)}: id field '{id_field}' is empty")
     return text
 
 
@@ -198,7 +208,7 @@ def prepare_chunks(
             problems.add(str(problem))
             continue
         if not seen.add(user_id, position):
-            problems.add(_duplicate(user_id, id_field))
+            problems.add(_duplicate(user_id, id_field, position))
             continue
         try:
             model, custom_id, line = requests.line_of(item, user_id)

@@ -34,8 +34,20 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def llm_batch_emulator_server() -> Iterator[Emulator]:
     """The session's emulator, started on first use and stopped at the end of the session."""
-    # Imported here so that loading the plugin costs nothing in sessions that never use it.
-    from airflow_llm_batch.emulator.server import Emulator
+    # Imported here so that loading the plugin costs nothing in sessions that never use it, and a
+    # user's pytest keeps working when the emulator's server dependencies are not installed.
+    try:
+        from airflow_llm_batch.emulator.server import Emulator
+    except ImportError as error:
+        missing = error.name
+    else:
+        missing = None
+    if missing is not None:  # outside the except block: the message alone, no chained traceback
+        pytest.fail(
+            f"the llm_batch_emulator fixture needs the emulator's dependencies ({missing} is missing): "
+            "pip install 'airflow-llm-batch[emulator]'",
+            pytrace=False,
+        )
 
     emulator = Emulator().start()
     try:

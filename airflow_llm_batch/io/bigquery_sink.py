@@ -296,10 +296,10 @@ def typed_value(value: Any, kind: str) -> Any:
     """The value if it has the column's type (JSON ints count as FLOAT), else None."""
     if value is None or (isinstance(value, bool) and kind != "BOOLEAN"):
         return None
-    checks = {"STRING": str, "INTEGER": int, "FLOAT": int | float, "BOOLEAN": bool}
-    if not isinstance(value, checks[kind]):
-        return None
-    return float(value) if kind == "FLOAT" else value
+    if kind == "FLOAT":
+        return float(value) if isinstance(value, int | float) else None
+    expected: type = {"STRING": str, "INTEGER": int, "BOOLEAN": bool}[kind]
+    return value if isinstance(value, expected) else None
 
 
 def schema_conflicts(wanted: Sequence[tuple[str, str, str]], existing: Sequence[Any]) -> list[str]:

@@ -48,7 +48,24 @@ def _iter_jsonl(path: StoragePath) -> Iterator[Mapping[str, Any]]:
             try:
                 yield jsonl.loads(line)
             except jsonl.JSONDecodeError as err:
-                raise InvalidInputError([f"{path.name} line {number}: not valid JSON ({err})"]) from None
+                raise InvalidInputError([_bad_line(path.name, number, line, err)]) from None
+
+
+def _bad_line(name: str, number: int, line: bytes | str, err: jsonl.JSONDecodeError) -> str:
+    """Why line ``number`` of a JSONL file cannot be read, with positions in that line only.
+
+    The decoder's own message counts lines and characters of the one line it was given ("line 1
+    column 5 (char 4)"), which reads as a second, different line number next to the file's.
+    """
+    if isinstance(line, bytes):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return (
+                f"{name} line {number}: not UTF-8 text (byte 0x{line[bad.start]:02x} at column {bad.start + 1}); "
+                "save the file as UTF-8"
+            )
+    return f"{name} line {number}: not valid JSON ({err.msg} at column {err.colno})"
 
 
 def _iter_parquet(path: StoragePath) -> Iterator[Mapping[str, Any]]:

@@ -177,6 +177,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         if self.retry_of is not None:
             return self._execute_retry(context)
         from airflow_llm_batch.batch.backends.base import RequestSpec
+        from airflow_llm_batch.batch.credentials import credentials_of
         from airflow_llm_batch.batch.preflight import PreflightSettings
         from airflow_llm_batch.batch.schema import ResponseSchema
         from airflow_llm_batch.batch.state import JobLayout
@@ -221,7 +222,8 @@ class LLMBatchSubmitOperator(BaseOperator):
             skip(
                 f"dry run: {plan.items:,} item(s) checked and planned, nothing submitted; plan: {layout.root}/plan.json"
             )
-        manifest = submit_first(first, backend, layout, job_key)
+        with credentials_of(self.conn_id, backend.provider):
+            manifest = submit_first(first, backend, layout, job_key)
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
         self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))

@@ -51,3 +51,18 @@ def test_the_sensor_also_works_without_deferral(dag_runner):
     assert sorted(r["id"] for r in rows) == sorted(f"p-{n}" for n in range(12))
     assert all(r["status"] == "succeeded" and r["text"].startswith("Summary:") for r in rows)
     assert "Deferring" not in run.stdout + run.stderr
+
+
+def test_the_taskflow_decorator_runs_the_triage_example_as_a_step(dag_runner):
+    logical_date, _ = dag_runner.run("e2e_taskflow_triage")
+    example = _example_module()
+    expected_ids = {t["ticket_id"] for t in example.synthetic_tickets(logical_date)}
+
+    rows = dag_runner.results("e2e_taskflow_triage", logical_date, task_id="tickets_batch.submit")
+    assert {r["id"] for r in rows} == expected_ids and len(rows) == 200
+    for row in rows:
+        assert row["status"] == "succeeded"
+        jsonschema.validate(row["json"], example.TRIAGE_SCHEMA)
+    # The step's final output (consolidated over retry rounds) was written, and XCom holds its URI.
+    xcoms = dag_runner.xcoms("e2e_taskflow_triage", logical_date)
+    assert ("tickets_batch.final", "return_value") in xcoms

@@ -30,9 +30,10 @@ def test_bad_input_fails_before_any_api_call_naming_item_and_field(dag_runner):
     output = run.stdout + run.stderr
     assert run.returncode != 0
     for message in (
-        "item #1: id field 'ticket_id' is missing",
-        "item #0: id field 'ticket_id' is empty",
-        "item 'D-7': id field 'ticket_id' is a duplicate",
+        # Positions count from 1, like the lines of a JSONL file.
+        "item #2: id field 'ticket_id' is missing",
+        "item #1: id field 'ticket_id' is empty",
+        "'D-7': id field 'ticket_id' repeats the id of an earlier item",
         "item 'F-3': field 'body' is missing; the prompt template uses {body}",
         "item 'B-1': its request is",
         "above openai's limit of 2,000 bytes per request",

@@ -68,3 +68,12 @@ def test_a_content_filter_finish_is_a_permanent_failure():
 def test_a_malformed_line_does_not_raise():
     outcome = parse_result_line(b'{"custom_id": "r1", "respo', Kind.CHAT)
     assert not outcome.succeeded and outcome.custom_id == ""
+
+
+def test_a_chat_model_asked_for_embeddings_is_refused_in_plain_english(openai_backend):
+    from airflow_llm_batch.batch.backends.base import RequestSpec
+    from airflow_llm_batch.batch.records import Kind
+    from airflow_llm_batch.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"model 'gpt-4\.1-mini' is not an embedding model on openai"):
+        openai_backend.check_model(RequestSpec(model="gpt-4.1-mini", kind=Kind.EMBEDDING))

@@ -67,12 +67,15 @@ def test_chunks_respect_the_byte_limit(tmp_path, openai_backend, chat_spec):
 @pytest.mark.parametrize(
     ("items", "expected"),
     [
-        ([{"text": "x"}], "item #0: id field 'id' is missing"),
-        ([{"id": "  ", "text": "x"}], "item #0: id field 'id' is empty"),
-        ([{"id": "a", "text": "x"}, {"id": "a", "text": "y"}], "item 'a': id field 'id' is a duplicate"),
+        ([{"text": "x"}], "item #1: id field 'id' is missing"),
+        ([{"id": "  ", "text": "x"}], "item #1: id field 'id' is empty"),
+        (
+            [{"id": "a", "text": "x"}, {"id": "a", "text": "y"}],
+            "item #2 'a': id field 'id' repeats the id of an earlier item",
+        ),
         ([{"id": "a"}], "item 'a': field 'text' is missing; the prompt template uses {text}"),
         ([{"id": "a", "text": None}], "item 'a': field 'text' is null"),
-        (["just a string"], "item #0: is a str, expected a mapping"),
+        (["just a string"], "item #1: is a str, expected a mapping"),
     ],
 )
 def test_bad_items_fail_naming_the_item_and_the_field(tmp_path, openai_backend, chat_spec, items, expected):

@@ -221,7 +221,8 @@ class BatchBackend(ABC):
         family = MODEL_FAMILIES.get(self.provider, {}).get(spec.kind.value)
         if family is not None and not re.fullmatch(family[0], spec.model):
             raise ConfigurationError(
-                f"model {spec.model!r} is not a {spec.kind.value} model on {self.provider} "
+                f"model {spec.model!r} is not {'an' if spec.kind.value[0] in 'aeiou' else 'a'} "
+                f"{spec.kind.value} model on {self.provider} "
                 f"(expected {family[1]}); set provider_options={{'check_model': False}} to skip this check"
             )
 

@@ -1,0 +1,1 @@
+"""TaskFlow: ``@task.llm_batch`` (registered through the provider info's ``task-decorators``)."""
