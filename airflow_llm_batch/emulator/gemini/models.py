@@ -164,6 +164,8 @@ class GeminiService:
 
     # Batches -------------------------------------------------------------------------------
 
+    # Long on purpose: one create call's checks in the order the real service applies them (which
+    # refusal wins when several apply), then the accepted batch; split up, that order would be hidden.
     def create_batch(self, kind: str, model: str, body: Any, body_bytes: int, account: str = "") -> dict[str, Any]:
         """``batchGenerateContent`` (kind ``generate``) or ``asyncBatchEmbedContent`` (``embed``).
 

@@ -132,6 +132,8 @@ class OpenAIService:
 
     # Batches -------------------------------------------------------------------------------
 
+    # Long on purpose: one create call's checks in the order the real service applies them (which
+    # refusal wins when several apply), then the accepted batch; split up, that order would be hidden.
     def create_batch(self, body: Any, account: str = "", organization: str | None = None) -> dict[str, Any]:
         """Create a batch for ``account`` (the API key); ``organization`` names it in quota messages."""
         check_create_params(body)

@@ -103,6 +103,8 @@ class VertexService:
         for job in self.jobs.values():
             self._refresh(job)
 
+    # Long on purpose: one create call's checks in the order the real service applies them (which
+    # refusal wins when several apply), then the accepted batch; split up, that order would be hidden.
     def create_job(self, project: str, location: str, body: Mapping[str, Any]) -> dict[str, Any]:
         model = str(body.get("model") or "").rsplit("/", 1)[-1]
         if not model:
