@@ -61,7 +61,10 @@ def submit_prepared(
                 provider=backend.provider,
             )
             state.save()
-        tagged = {} if state.data["chunks"] else find_tagged_batches(backend, job_key, state)
+        # An empty job (no chunk to create) asks the provider nothing: an empty day stays a clean
+        # zero-item run with no API call.
+        looked_up = prepared.chunks and not state.data["chunks"]
+        tagged = find_tagged_batches(backend, job_key, state) if looked_up else {}
         entries = [
             _submit_or_attach(chunk, state, backend, spec, job_key, tagged.get(chunk.index))
             for chunk in prepared.chunks
