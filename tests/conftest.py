@@ -13,12 +13,19 @@ A test is ``compat`` when
   ``python -c`` as a string constant do), or
 - it loads the example DAGs (names ``dags_examples``).
 
+One exception keeps the oldest line's run short: an end-to-end test run once per provider (a
+``provider`` parameter) is ``compat`` for one provider only, the same one every time, drawn from the
+test's name and its other parameters so the providers take turns across tests. What such a run
+checks on the oldest line is Airflow's side (deferral, triggerer, XCom, retries), which is the same
+for every provider; each provider's SDK is exercised on that line by the integration tier.
+
 The rule reads the source, so a new test lands on the right side without anyone marking it.
 """
 
 from __future__ import annotations
 
 import ast
+import zlib
 from functools import cache
 from pathlib import Path
 
@@ -42,9 +49,34 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    left_out = oldest_line_leaves_out(items)
     for item in items:
-        if is_compat(Path(item.path)):
+        if is_compat(Path(item.path)) and item.nodeid not in left_out:
             item.add_marker(pytest.mark.compat)
+
+
+def oldest_line_leaves_out(items: list[pytest.Item]) -> set[str]:
+    """The node ids of the end-to-end cases of per-provider tests that the oldest line leaves out.
+
+    Every e2e case with a ``provider`` parameter belongs to a group (the test function and its other
+    parameters); the group keeps one provider, drawn from the group's name, so the choice is stable
+    and spreads over the providers.
+    """
+    groups: dict[str, dict[str, str]] = {}
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        relative = Path(item.path).resolve().relative_to(TESTS)
+        if callspec is None or relative.parts[0] != "e2e" or "provider" not in callspec.params:
+            continue
+        others = sorted((name, repr(value)) for name, value in callspec.params.items() if name != "provider")
+        group = f"{relative}::{getattr(item, 'originalname', item.name)}{others}"
+        groups.setdefault(group, {})[str(callspec.params["provider"])] = item.nodeid
+    left_out: set[str] = set()
+    for group, by_provider in groups.items():
+        providers = sorted(by_provider)
+        kept = providers[zlib.crc32(group.encode()) % len(providers)]
+        left_out.update(nodeid for provider, nodeid in by_provider.items() if provider != kept)
+    return left_out
 
 
 @cache

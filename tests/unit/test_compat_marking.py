@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from tests.conftest import TESTS, _reaches_airflow, is_compat
+from tests.conftest import TESTS, _reaches_airflow, is_compat, oldest_line_leaves_out
 
 
 @pytest.mark.parametrize(
@@ -44,3 +45,38 @@ def test_a_new_test_module_is_judged_by_what_it_imports(tmp_path: Path, source: 
     new_test = tmp_path / "test_new.py"
     new_test.write_text(source)
     assert _reaches_airflow(new_test) is compat
+
+
+def _case(test: str, provider: str, **others: object) -> SimpleNamespace:
+    params = {"provider": provider, **others}
+    ident = "-".join(str(v) for v in params.values())
+    return SimpleNamespace(
+        path=TESTS / "e2e" / "test_x.py",
+        callspec=SimpleNamespace(params=params),
+        originalname=test,
+        name=f"{test}[{ident}]",
+        nodeid=f"tests/e2e/test_x.py::{test}[{ident}]",
+    )
+
+
+def test_the_oldest_line_runs_each_per_provider_e2e_case_for_one_provider_of_those_it_has():
+    rows = [("expires", ("openai", "anthropic", "gemini")), ("lost_create", ("openai", "gemini"))]
+    items = [_case("test_matrix", p, scenario=row) for row, providers in rows for p in providers]
+    single = [_case("test_single", p) for p in ("openai", "gemini")]
+    left_out = oldest_line_leaves_out([*items, *single])  # type: ignore[list-item]
+    kept = [i for i in [*items, *single] if i.nodeid not in left_out]
+    # One case per test and scenario, always one the group really has; the choice does not move.
+    assert sorted((i.originalname, i.callspec.params.get("scenario")) for i in kept) == [
+        ("test_matrix", "expires"),
+        ("test_matrix", "lost_create"),
+        ("test_single", None),
+    ]
+    assert left_out == oldest_line_leaves_out([*reversed(items), *single])  # type: ignore[list-item]
+
+
+def test_per_provider_cases_outside_e2e_all_run_on_the_oldest_line():
+    case = _case("test_backend", "openai")
+    case.path = TESTS / "integration" / "test_x.py"
+    other = _case("test_backend", "gemini")
+    other.path = case.path
+    assert oldest_line_leaves_out([case, other]) == set()  # type: ignore[list-item]
