@@ -43,10 +43,11 @@ services:
 	@{ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v redis-server >/dev/null; } || { \
 		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql redis-server; }
 
+# Each venv keeps its own mypy cache: CI checks the two Airflow lines at the same time.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/mypy --cache-dir $(VENV)/.mypy_cache
 
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
@@ -61,8 +62,8 @@ test-oldest:
 		CONSTRAINTS=.ci/constraints-oldest.txt
 
 test-compat: $(STAMP)
-	$(BIN)/mypy
-	$(BIN)/pytest -m "compat and not deployment" $(PYTEST_ARGS)
+	$(BIN)/mypy --cache-dir $(VENV)/.mypy_cache
+	$(BIN)/pytest -m "compat and not deployment" -o cache_dir=$(VENV)/.pytest_cache $(PYTEST_ARGS)
 
 test-all: test test-oldest
 
