@@ -16,13 +16,14 @@ from typing import Any, Protocol
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend
 from airflow_llm_batch.batch.manifest import Manifest
-from airflow_llm_batch.batch.pricing import PriceTable, cost_summary
+from airflow_llm_batch.batch.pricing import PriceTable
 from airflow_llm_batch.batch.records import JobKey
 from airflow_llm_batch.batch.results import RowSink, collect_results
 from airflow_llm_batch.batch.retry import consolidate, iter_result_rows
 from airflow_llm_batch.batch.schema import OutputValidator
 from airflow_llm_batch.batch.state import JobLayout, check_job_files
 from airflow_llm_batch.batch.storage import StoragePath
+from airflow_llm_batch.batch.summary import ResultsSummary
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +121,10 @@ def finish_consolidated(
     if table is not None:  # checked before anything is written: a conflicting table writes nothing
         table.prepare(job_key, job_schema(first_layout, bool(first.get("has_schema"))))
     rows = open_rows(out_dir)
-    result = consolidate([path_of(s["output_uri"]) for s in rounds], rows)
+    counted = ResultsSummary()
+    result = consolidate([path_of(s["output_uri"]) for s in rounds], rows, counted)
     result.update(job_key=first["job_key"], provider=first["provider"], model=first["model"])
-    result["cost"] = cost_summary(
-        first["provider"], first["model"], result["input_tokens"], result["output_tokens"], prices
-    )
+    result["cost"] = counted.cost(first["provider"], first["model"], prices)
     if table is not None:
         result["sink"] = table.write(iter_result_rows(rows.path))
     with (out_dir / "summary.json").open("wb") as stream:
@@ -140,6 +140,7 @@ def finish_consolidated(
         result["by_error_type"] or "",
         result["output_uri"],
     )
+    _log_cost(result["cost"])
     return result
 
 
@@ -154,3 +155,12 @@ def _log_cost(cost: Mapping[str, Any]) -> None:
         )
     else:
         log.info("Cost unknown: %s", cost["price_source"])
+    discarded = cost["discarded"]
+    if cost["per_succeeded_item"] is not None:
+        log.info("Cost per succeeded item: $%.6f (%d items billed)", cost["per_succeeded_item"], cost["billed_items"])
+    if discarded["items"]:
+        log.info(
+            "%d billed answer(s) were discarded (output that broke the schema, refusals): $%s at batch prices",
+            discarded["items"],
+            "unknown" if discarded["batch"] is None else f"{discarded['batch']:.4f}",
+        )

@@ -198,6 +198,36 @@ def cost_summary(
     }
 
 
+def outcome_costs(
+    cost: dict[str, Any],
+    model: str,
+    table: PriceTable | None,
+    *,
+    succeeded: int,
+    discarded_items: int,
+    discarded_input_tokens: int,
+    discarded_output_tokens: int,
+) -> dict[str, Any]:
+    """``cost`` (from :func:`cost_summary`) with what the money bought, added in place and returned.
+
+    ``per_succeeded_item`` is the batch cost divided by the succeeded rows: what one usable answer
+    cost, discarded answers included. ``discarded`` is what the answers that were billed but not
+    kept cost (output that broke the schema, refusals the provider charges for). ``billed_items``
+    is the succeeded rows plus the discarded ones: the items the provider charged for.
+    """
+    found = (table or PriceTable.shipped()).lookup(model)
+    batch = cost.get("batch")
+    cost["billed_items"] = succeeded + discarded_items
+    cost["per_succeeded_item"] = _money(batch / succeeded) if batch is not None and succeeded else None
+    cost["discarded"] = {
+        "items": discarded_items,
+        "input_tokens": discarded_input_tokens,
+        "output_tokens": discarded_output_tokens,
+        "batch": _money(tokens_cost(found[1], discarded_input_tokens, discarded_output_tokens)) if found else None,
+    }
+    return cost
+
+
 def tokens_cost(price: ModelPrice, input_tokens: int, output_tokens: int, cached_input_tokens: int = 0) -> float:
     """USD for the tokens at batch prices."""
     cached = min(max(cached_input_tokens, 0), input_tokens)

@@ -25,7 +25,7 @@ from airflow_llm_batch.batch.backends.base import BatchBackend
 from airflow_llm_batch.batch.chunk_rows import ChunkRows
 from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.manifest import Manifest
-from airflow_llm_batch.batch.pricing import PriceTable, cost_summary
+from airflow_llm_batch.batch.pricing import PriceTable
 from airflow_llm_batch.batch.records import (
     BatchOutcome,
     BatchStatus,
@@ -126,7 +126,7 @@ def collect_results(
         **summary.counts(),
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
-        "cost": cost_summary(manifest.provider, manifest.model, summary.input_tokens, summary.output_tokens, prices),
+        "cost": summary.cost(manifest.provider, manifest.model, prices),
         "output_uri": sink.uri,
         "failed_items_uri": uri_of(failed_path),
         "work_uri": manifest.work_uri,

@@ -77,16 +77,19 @@ def iter_result_rows(uri_path: StoragePath) -> Iterator[dict[str, Any]]:
         yield from jsonl.read_jsonl(uri_path)
 
 
-def consolidate(attempt_results: Sequence[StoragePath], sink: Any) -> dict[str, Any]:
+def consolidate(
+    attempt_results: Sequence[StoragePath], sink: Any, summary: ResultsSummary | None = None
+) -> dict[str, Any]:
     """Write the final row of every id (its last attempt) to ``sink``; return counts.
 
     :param attempt_results: the results files of attempts 1..n, in order.
+    :param summary: filled here: final rows counted, every attempt's tokens (all were billed).
     """
-    summary = ResultsSummary()
+    summary = summary if summary is not None else ResultsSummary()
     for index, path in enumerate(attempt_results):
         resubmitted = _ids_of(attempt_results[index + 1]) if index + 1 < len(attempt_results) else set()
         for row in iter_result_rows(path):
-            summary.add_tokens(row.get("input_tokens") or 0, row.get("output_tokens") or 0)
+            summary.add_spent(row["status"], row.get("input_tokens") or 0, row.get("output_tokens") or 0)
             if row["id"] in resubmitted:
                 continue
             item = ItemResult(**row)

@@ -1,4 +1,10 @@
-"""Counting result rows for a summary: by status, retryable or permanent, error type; and tokens."""
+"""Counting result rows for a summary: by status, retryable or permanent, error type; and tokens.
+
+Tokens are what the providers bill, so every row that reports tokens was paid for, including a
+failed one: an answer that broke the response schema (``invalid_output``) or a refusal the
+provider still charges (Anthropic's ``stop_reason: "refusal"`` is a succeeded result). Those are
+counted apart as *discarded*, so the summary can say what was paid for nothing (issue #16).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_llm_batch.batch.pricing import PriceTable, cost_summary, outcome_costs
 from airflow_llm_batch.batch.records import ItemResult, ItemStatus
 
 
@@ -21,11 +28,22 @@ class ResultsSummary:
     by_error_type: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
     output_tokens: int = 0
+    discarded_items: int = 0
+    discarded_input_tokens: int = 0
+    discarded_output_tokens: int = 0
 
     def add(self, row: ItemResult) -> None:
         """One final row: counted, and its tokens added."""
         self.count(row)
-        self.add_tokens(row.input_tokens or 0, row.output_tokens or 0)
+        self.add_spent(row.status, row.input_tokens or 0, row.output_tokens or 0)
+
+    def add_spent(self, status: str, input_tokens: int, output_tokens: int) -> None:
+        """One row's tokens; a failed row that reports tokens is a billed answer that was discarded."""
+        self.add_tokens(input_tokens, output_tokens)
+        if status != ItemStatus.SUCCEEDED and (input_tokens or output_tokens):
+            self.discarded_items += 1
+            self.discarded_input_tokens += input_tokens
+            self.discarded_output_tokens += output_tokens
 
     def count(self, row: ItemResult) -> None:
         """One final row counted by status and error (its tokens not added)."""
@@ -61,3 +79,16 @@ class ResultsSummary:
             "permanent": self.permanent,
             "by_error_type": dict(sorted(self.by_error_type.items())),
         }
+
+    def cost(self, provider: str, model: str, prices: PriceTable | None) -> dict[str, Any]:
+        """The summary's ``cost``: every billed token at batch prices, per succeeded item, discarded."""
+        cost = cost_summary(provider, model, self.input_tokens, self.output_tokens, prices)
+        return outcome_costs(
+            cost,
+            model,
+            prices,
+            succeeded=self.succeeded,
+            discarded_items=self.discarded_items,
+            discarded_input_tokens=self.discarded_input_tokens,
+            discarded_output_tokens=self.discarded_output_tokens,
+        )

@@ -16,8 +16,12 @@ from airflow_llm_batch.batch.pricing import (
     estimate_cost,
     output_limit,
     parse_price_setting,
+    tokens_cost,
 )
+from airflow_llm_batch.batch.retry import consolidate
+from airflow_llm_batch.batch.summary import ResultsSummary
 from airflow_llm_batch.exceptions import ConfigurationError
+from airflow_llm_batch.io.sinks import open_sink
 
 
 def test_the_shipped_table_prices_the_example_models_and_says_when_it_was_published():
@@ -128,3 +132,38 @@ def test_without_an_output_limit_the_estimate_assumes_the_documented_default():
 
 def test_no_estimate_for_a_model_without_a_price():
     assert estimate_cost("my-finetune", 1, 10, {}, embedding=False) is None
+
+
+def test_the_final_summary_counts_a_discarded_answer_of_an_earlier_round_as_paid(tmp_path):
+    def row(item_id, status, tokens, error_type=None):
+        return {
+            "id": item_id,
+            "status": status,
+            "error_type": error_type,
+            "retryable": status == "failed",
+            "input_tokens": tokens[0],
+            "output_tokens": tokens[1],
+            "attempt": 1,
+        }
+
+    rounds = {
+        1: [
+            row("a", "succeeded", (100, 50)),
+            row("b", "failed", (100, 50), "invalid_output"),
+            row("c", "failed", (None, None), "rate_limited"),
+        ],
+        2: [row("b", "succeeded", (100, 40)), row("c", "succeeded", (100, 40))],
+    }
+    files = []
+    for attempt, rows in rounds.items():
+        files.append(tmp_path / f"attempt-{attempt}.jsonl")
+        files[-1].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    counted = ResultsSummary()
+    result = consolidate(files, open_sink(tmp_path / "final", "jsonl"), counted)
+    cost = counted.cost("openai", "gpt-4.1-mini", None)
+    assert (result["succeeded"], result["failed"]) == (3, 0)
+    assert cost["billed_items"] == 4 and cost["discarded"]["items"] == 1
+    price = PriceTable.shipped().lookup("gpt-4.1-mini")[1]
+    assert cost["discarded"]["batch"] == pytest.approx(tokens_cost(price, 100, 50), abs=1e-9)
+    assert cost["batch"] == pytest.approx(tokens_cost(price, 400, 180), abs=1e-6)
+    assert cost["per_succeeded_item"] == pytest.approx(cost["batch"] / 3, abs=1e-6)
