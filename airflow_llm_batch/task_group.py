@@ -24,6 +24,7 @@ def llm_batch_step(
     output_format: str = "jsonl",
     sensor_kwargs: Mapping[str, Any] | None = None,
     submit_operator_class: type[Any] | None = None,
+    cleanup: str = "after_results",
     **submit_kwargs: Any,
 ) -> TaskGroup:
     """Build the step inside the current DAG; ``group >> downstream`` waits for ``final``.
@@ -34,6 +35,9 @@ def llm_batch_step(
     :param sensor_kwargs: passed to every ``LLMBatchCompletionSensor`` (``poll_interval``, ...).
     :param submit_operator_class: a subclass of ``LLMBatchSubmitOperator`` to use for every submit
         (for custom item loading or instrumentation); default the class itself.
+    :param cleanup: passed to every ``LLMBatchResultsOperator``: what to delete at the provider
+        once a round's results are written (``"after_results"``, ``"after_results_and_batches"``,
+        ``"never"``).
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
         ``conn_id``, ``provider_limits``, ``work_dir`` and ``timeout`` also apply to the retries.
         ``dry_run=True`` checks and plans the first round without calling the provider; every task
@@ -52,7 +56,9 @@ def llm_batch_step(
     with TaskGroup(group_id=group_id) as group:
         submit = submit_class(task_id="submit", **submit_kwargs)
         wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output, **dict(sensor_kwargs or {}))
-        results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format=output_format)
+        results = LLMBatchResultsOperator(
+            task_id="results", manifest=submit.output, output_format=output_format, cleanup=cleanup
+        )
         submit >> wait >> results
         summaries = [results.output]
         previous = results
@@ -63,7 +69,7 @@ def llm_batch_step(
                 task_id=f"{prefix}_wait", manifest=retry.output, **dict(sensor_kwargs or {})
             )
             retry_results = LLMBatchResultsOperator(
-                task_id=f"{prefix}_results", manifest=retry.output, output_format=output_format
+                task_id=f"{prefix}_results", manifest=retry.output, output_format=output_format, cleanup=cleanup
             )
             previous >> retry >> retry_wait >> retry_results
             summaries.append(retry_results.output)

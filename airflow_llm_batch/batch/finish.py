@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend
+from airflow_llm_batch.batch.backends.storage_cleanup import check_cleanup_mode
 from airflow_llm_batch.batch.manifest import Manifest
 from airflow_llm_batch.batch.pricing import PriceTable
-from airflow_llm_batch.batch.records import JobKey
+from airflow_llm_batch.batch.records import BatchStatus, JobKey
 from airflow_llm_batch.batch.results import RowSink, collect_results
 from airflow_llm_batch.batch.retry import consolidate, iter_result_rows
 from airflow_llm_batch.batch.schema import OutputValidator
@@ -26,6 +27,8 @@ from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.summary import ResultsSummary
 
 log = logging.getLogger(__name__)
+# Written once the provider's files are deleted: the Results summary, returned by a later try.
+CLEANED_SUMMARY = "summary_after_cleanup.json"
 
 
 class FileSink(RowSink, Protocol):
@@ -62,22 +65,48 @@ def finish_results(
     table: TableSink | None,
     job_key: JobKey,
     prices: PriceTable | None,
+    cleanup: str = "after_results",
 ) -> dict[str, Any]:
     """One row per submitted item into ``results.<format>`` (and ``table``); the Results summary.
 
     :param backend: closed here once the results are read.
+    :param cleanup: one of ``CLEANUP_MODES``: what to delete at the provider once every row is written.
     """
+    check_cleanup_mode(cleanup)
     layout = JobLayout(path_of(manifest.work_uri))
+    earlier = _summary_of_cleaned_job(layout)
+    if earlier is not None:
+        backend.close()
+        return earlier
     check_job_files(layout, manifest.batch_ids)
     schema = job_schema(layout, manifest.has_schema)
     validator = OutputValidator(schema) if schema is not None else None
     if table is not None:  # checked before any result is read: a conflicting table writes nothing
         table.prepare(job_key, schema)
     rows = open_rows(path_of(output_dir) if output_dir else layout.results_dir)
+    statuses: list[BatchStatus] = []
     try:
-        summary = collect_results(manifest, backend, layout, rows, validator, prices=prices)
+        summary = collect_results(
+            manifest,
+            backend,
+            layout,
+            rows,
+            validator,
+            on_batch=lambda _, status: statuses.append(status),
+            prices=prices,
+        )
+        _log_summary(summary)
+        if table is not None:
+            summary["sink"] = table.write(iter_result_rows(rows.path))
+            log.info("Wrote %d rows to %s (replacing this task's rows of this run)", summary["sink"]["rows"], table.uri)
+        if cleanup != "never":  # only now: the results file (and table) hold every row
+            summary["provider_cleanup"] = _clean_up(backend, manifest, statuses, cleanup, layout, summary)
     finally:
         backend.close()
+    return summary
+
+
+def _log_summary(summary: Mapping[str, Any]) -> None:
     log.info(
         "%d items: %d succeeded, %d failed (%d retryable, %d permanent) %s; tokens in %d / out %d; results at %s",
         summary["items"],
@@ -91,9 +120,49 @@ def finish_results(
         summary["output_uri"],
     )
     _log_cost(summary["cost"])
-    if table is not None:
-        summary["sink"] = table.write(iter_result_rows(rows.path))
-        log.info("Wrote %d rows to %s (replacing this task's rows of this run)", summary["sink"]["rows"], table.uri)
+
+
+def _clean_up(
+    backend: BatchBackend,
+    manifest: Manifest,
+    statuses: Sequence[BatchStatus],
+    cleanup: str,
+    layout: JobLayout,
+    summary: dict[str, Any],
+) -> dict[str, Any]:
+    """Delete the job's files at the provider; then mark the job cleaned, with its summary.
+
+    A later try of this task (cleared, or retried after a failure downstream of here) cannot read
+    the deleted result files again, so it returns the summary kept here instead (see
+    :func:`_summary_of_cleaned_job`). Nothing a retry round needs is at the provider: it reads its
+    requests and the failed ids from the work dir.
+    """
+    report = backend.delete_stored(statuses, manifest.job_key, batches=cleanup == "after_results_and_batches")
+    done = report.to_dict()
+    log.info(
+        "Deleted %d file(s)%s at %s now that the results are written%s",
+        done["deleted"],
+        " and batch(es)" if cleanup == "after_results_and_batches" else "",
+        manifest.provider,
+        f"; kept {len(done['kept'])}: {done['kept'][0]['reason']}" if done["kept"] else "",
+    )
+    with (layout.results_dir / CLEANED_SUMMARY).open("wb") as stream:
+        stream.write(jsonl.dumps({**summary, "provider_cleanup": done}, option=jsonl.orjson.OPT_INDENT_2))
+    return done
+
+
+def _summary_of_cleaned_job(layout: JobLayout) -> dict[str, Any] | None:
+    """The summary of an earlier try that wrote every result and then deleted the provider's files."""
+    marker = layout.results_dir / CLEANED_SUMMARY
+    if not marker.exists():
+        return None
+    with marker.open("rb") as stream:
+        summary = dict(jsonl.loads(stream.read()))
+    log.info(
+        "An earlier try of this task wrote every result (%s) and deleted the job's files at the provider; "
+        "returning its summary. To collect again, run the step again from its Submit task.",
+        summary.get("output_uri"),
+    )
     return summary
 
 

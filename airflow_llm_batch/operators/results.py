@@ -34,6 +34,12 @@ class LLMBatchResultsOperator(BaseOperator):
         the asset event's ``extra`` carries the summary's ``output_uri``, counts and cost. Asset
         URIs are fixed when the DAG is parsed: name the dataset ("results of the nightly triage"),
         not one run's file, e.g. ``"file:///data/triage/results"`` or ``"llm-batch://triage"``.
+    :param cleanup: what to delete at the provider once every row is written (and loaded into
+        ``sink``): ``"after_results"`` (default) deletes the job's input and result files (OpenAI,
+        Gemini; Gemini refuses to delete batch output files today, which then expire after 48 h),
+        ``"after_results_and_batches"`` also deletes the batches where the provider allows it
+        (Anthropic), ``"never"`` keeps everything until the provider expires it. A retry round
+        needs nothing at the provider; a later try of this task returns the summary it kept.
 
     The summary (the task's XCom) holds the counts, the tokens, the ``cost`` (``batch``: what the
     tokens cost at batch prices; ``realtime``: what the same tokens would cost through the
@@ -52,8 +58,11 @@ class LLMBatchResultsOperator(BaseOperator):
         prices: Mapping[str, Any] | None = None,
         output_asset: Any = None,
         sink: Any = None,
+        cleanup: str = "after_results",
         **kwargs: Any,
     ) -> None:
+        from airflow_llm_batch.batch.backends.storage_cleanup import check_cleanup_mode
+
         if output_asset is not None:
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), _as_asset(output_asset)]
         super().__init__(**kwargs)
@@ -62,6 +71,7 @@ class LLMBatchResultsOperator(BaseOperator):
         self.output_dir = output_dir
         self.prices = dict(prices or {})
         self.sink = sink
+        self.cleanup = check_cleanup_mode(cleanup)
         self._output_uri: str | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -82,6 +92,7 @@ class LLMBatchResultsOperator(BaseOperator):
             table=self.sink,
             job_key=job_key_of(context),
             prices=price_table(self.prices),
+            cleanup=self.cleanup,
         )
         self._output_uri = summary["output_uri"]
         self._record_asset_events(context, summary)

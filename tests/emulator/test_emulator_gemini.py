@@ -116,6 +116,23 @@ def test_file_batch_uploads_runs_and_serves_its_responses_file(emu: Emulator, ge
     assert raw_get(emu, f"/download/v1beta/files/{file_id}:download?alt=media") == content
 
 
+def test_an_input_file_deletes_but_a_batch_output_file_is_refused_for_its_long_id(emu: Emulator, gemini) -> None:
+    """python-genai#1759: get and download take ``files/batch-<36 characters>``, delete does not."""
+    emu.set_scenario(completion_seconds=1)
+    name = upload(gemini, file_lines(2))
+    batch = gemini.batches.create(model="gemini-x", src=name)
+    emu.advance(2)
+    output = gemini.batches.get(name=batch.name).dest.file_name
+    assert len(output.removeprefix("files/")) == 42
+    gemini.files.delete(name=name)
+    with pytest.raises(errors.ClientError) as refused:
+        gemini.files.delete(name=output)
+    assert refused.value.code == 400 and refused.value.status == "INVALID_ARGUMENT"
+    assert "cannot be more than 40 characters" in str(refused.value)
+    assert gemini.files.get(name=output).name == output and gemini.files.download(file=output)
+    assert [f.name for f in gemini.files.list()] == [output]
+
+
 def test_uploaded_input_files_cannot_be_downloaded(emu: Emulator, gemini) -> None:
     name = upload(gemini, file_lines(1))
     with pytest.raises(errors.ClientError) as raised:

@@ -35,11 +35,12 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, ClientConfig, ProviderLimits, RequestSpec
+from airflow_llm_batch.batch.backends.storage_cleanup import StorageCleanup
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.exceptions import ConfigurationError
@@ -167,6 +168,16 @@ class AnthropicBackend(BatchBackend):
 
     def cancel(self, batch_id: str) -> None:
         self.client.messages.batches.cancel(batch_id)
+
+    def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
+        """Anthropic keeps no files; with ``batches``, each ended batch and its results are deleted
+        (``DELETE /v1/messages/batches/{id}``, allowed once processing ended; batches are not
+        eligible for zero data retention, so a team that must not keep data deletes them)."""
+        cleanup = StorageCleanup()
+        if batches:
+            for status in statuses:
+                cleanup.delete(status.batch_id, self.client.messages.batches.delete)
+        return cleanup
 
     async def acancel(self, batch_id: str) -> None:
         await self.async_client.messages.batches.cancel(batch_id)

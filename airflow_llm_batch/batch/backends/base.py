@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
+from airflow_llm_batch.batch.backends.storage_cleanup import StorageCleanup
 from airflow_llm_batch.batch.record_store import RecordStore
 from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
@@ -255,6 +256,12 @@ class BatchBackend(ABC):
     @abstractmethod
     def iter_outcomes(self, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
         """Stream the ended batch's results, one outcome per result line, in any order."""
+
+    def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
+        """Delete what the job's ended batches left at the provider (input and result files; with
+        ``batches``, the batches themselves where the provider allows it). Called once the results
+        are written; never raises for a delete the provider refuses (``storage_cleanup.py``)."""
+        return StorageCleanup()
 
     def is_transient(self, error: BaseException) -> bool:
         """Whether an error talking to the provider may go away on its own (429, 5xx, dropped connection)."""

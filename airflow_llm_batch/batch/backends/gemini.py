@@ -23,7 +23,7 @@ import io
 import json
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
@@ -35,6 +35,7 @@ from airflow_llm_batch.batch.backends.base import (
     RequestSpec,
     StatusRefusal,
 )
+from airflow_llm_batch.batch.backends.storage_cleanup import StorageCleanup
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
 from airflow_llm_batch.exceptions import ConfigurationError
 
@@ -242,6 +243,22 @@ class GeminiBackend(BatchBackend):
                     if line.strip():
                         yield parse_result_line(line, kind)
 
+    def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
+        """The job's uploaded input files (found by their display name: the Developer API's batch
+        does not say which file it read) and each batch's output file, which Gemini refuses to
+        delete today (see :func:`_output_kept`)."""
+        cleanup = StorageCleanup()
+        for scanned, stored in enumerate(self.client.files.list(config={"page_size": 100})):
+            if chunk_of_display_name(stored.display_name, job_key) is not None:
+                cleanup.delete(str(stored.name), lambda name: self.client.files.delete(name=name))
+            if scanned >= FIND_SCAN_LIMIT:
+                break
+        for status in statuses:
+            output = status.details.get("responses_file")
+            if output:
+                cleanup.delete(str(output), lambda name: self.client.files.delete(name=name), _output_kept)
+        return cleanup
+
     def test_connection(self) -> tuple[bool, str]:
         self.client.batches.list(config={"page_size": 1})
         return True, "Connected to the Gemini Batch API"
@@ -275,6 +292,18 @@ class _Readable(io.RawIOBase):
 
     def tell(self) -> int:
         return int(self._stream.tell())
+
+
+def _output_kept(error: Exception) -> str | None:
+    """Why a batch's output file stays: its id ``batch-<36 characters>`` is longer than the 40 that a
+    file delete accepts, while get and download take it (python-genai#1759, open; js-genai#1227).
+    Gemini deletes every file 48 hours after its creation, so it goes then."""
+    if getattr(error, "code", None) == 400 and "40 characters" in str(error):
+        return (
+            "Gemini refuses to delete batch output files (their id is longer than the 40 characters a delete "
+            "accepts: googleapis/python-genai#1759); it expires 48 hours after the batch ended"
+        )
+    return None
 
 
 def display_name(job_key: JobKey, chunk_index: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
@@ -20,6 +20,7 @@ from airflow_llm_batch.batch.backends.base import (
     RequestSpec,
 )
 from airflow_llm_batch.batch.backends.openai_lines import read_chat_block, succeeded_chat_line
+from airflow_llm_batch.batch.backends.storage_cleanup import StorageCleanup
 from airflow_llm_batch.batch.records import (
     BatchOutcome,
     BatchStatus,
@@ -29,6 +30,7 @@ from airflow_llm_batch.batch.records import (
     RawOutcome,
 )
 from airflow_llm_batch.batch.row_blocks import OutcomeBlock
+from airflow_llm_batch.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI, OpenAI
@@ -41,6 +43,12 @@ META_CHUNK = "airflow_chunk"
 # How many of the newest batches a lookup by job key reads (ten list pages) before it gives up.
 FIND_SCAN_LIMIT = 1000
 RESULT_CHUNK_BYTES = 1 << 18  # result files are streamed in pieces of this size
+# Uploads and a batch's output and error files expire this long after their creation
+# (``expires_after`` / ``output_expires_after``; OpenAI keeps batch files 30 days otherwise, and an
+# organization may hold 100 GB of files). A week outlasts the 24 h window and a Results task
+# retried days later; the Results task deletes them sooner (``delete_stored``).
+DEFAULT_FILE_EXPIRY_SECONDS = 7 * 24 * 3600
+FILE_EXPIRY_RANGE = (3600, 2_592_000)  # what the API accepts (openai-python file_create_params.py)
 
 _OUTCOMES = {
     "completed": BatchOutcome.COMPLETED,
@@ -118,17 +126,40 @@ class OpenAIBackend(BatchBackend):
         organization = {"organization": extra.get("organization") or None, "project": extra.get("project") or None}
         return {**self.config.client_kwargs(), **organization}
 
+    def check_spec(self, spec: RequestSpec) -> None:
+        file_expiry(spec)
+
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
+        expiry = file_expiry(spec)
+        # Sent as multipart fields ``expires_after[anchor]`` / ``expires_after[seconds]`` on the
+        # upload and as a JSON object on the batch (reference/provider-apis.md section 2.1-2.2).
+        expires: Any = {"anchor": "created_at", "seconds": expiry}
+        upload_expiry: dict[str, Any] = {} if expiry is None else {"expires_after": expires}
+        output_expiry: dict[str, Any] = {} if expiry is None else {"output_expires_after": expires}
         with chunk.path.open("rb") as stream:
-            uploaded = self.client.files.create(file=(chunk.path.name, stream, "application/jsonl"), purpose="batch")
+            uploaded = self.client.files.create(
+                file=(chunk.path.name, stream, "application/jsonl"), purpose="batch", **upload_expiry
+            )
         batch = self.client.batches.create(
             input_file_id=uploaded.id,
             endpoint=ENDPOINTS[spec.kind],  # type: ignore[arg-type]
             completion_window="24h",
             metadata=_metadata(job_key, chunk.index),
+            **output_expiry,
         )
         return batch.id
+
+    def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
+        """The input, output and error file of every batch (OpenAI has no batch delete:
+        ``reference/provider-apis.md`` section 2.2)."""
+        cleanup = StorageCleanup()
+        for status in statuses:
+            for key in ("input_file_id", "output_file_id", "error_file_id"):
+                file_id = status.details.get(key)
+                if file_id:
+                    cleanup.delete(file_id, self.client.files.delete)
+        return cleanup
 
     def find_batches(self, job_key: JobKey) -> dict[int, str]:
         """OpenAI cannot filter batches by metadata, so scan the newest ones (the tag is exact).
@@ -206,6 +237,21 @@ class OpenAIBackend(BatchBackend):
             await self.async_client.close()
 
 
+def file_expiry(spec: RequestSpec) -> int | None:
+    """Seconds after which the job's files expire at OpenAI (``provider_options={"file_expiry_seconds": N}``;
+    ``None``: OpenAI's own default of 30 days)."""
+    value = spec.options.get("file_expiry_seconds", DEFAULT_FILE_EXPIRY_SECONDS)
+    if value is None:
+        return None
+    low, high = FILE_EXPIRY_RANGE
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigurationError(
+            f"provider_options file_expiry_seconds must be a whole number of seconds from {low} (1 hour) to "
+            f"{high} (30 days), or None for OpenAI's default; got {value!r}"
+        )
+    return value
+
+
 def _chat_body_template(spec: RequestSpec) -> dict[str, Any]:
     """A chat body with every key in its place; only ``messages`` differs from item to item."""
     body: dict[str, Any] = {"model": spec.model, "messages": None, **spec.parameters}
@@ -255,6 +301,7 @@ def _status_of(batch: dict[str, Any]) -> BatchStatus:
         failed=failed,
         errors=errors,
         details={
+            "input_file_id": batch.get("input_file_id"),
             "output_file_id": batch.get("output_file_id"),
             "error_file_id": batch.get("error_file_id"),
             "input_tokens": usage.get("input_tokens"),

@@ -31,7 +31,7 @@ import io
 import json
 import re
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch.backends.base import ChunkFile, InPlaceRequests, PreparedJob, ProviderLimits, RequestSpec
@@ -45,6 +45,7 @@ from airflow_llm_batch.batch.backends.gemini import (
     http_options,
     parse_result,
 )
+from airflow_llm_batch.batch.backends.storage_cleanup import StorageCleanup
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus, ErrorType, JobKey, Kind, RawOutcome
 from airflow_llm_batch.exceptions import ConfigurationError
 
@@ -186,6 +187,11 @@ class VertexBackend(GeminiBackend):
             if chunk is not None:
                 found.setdefault(chunk, str(batch.name))
         return found
+
+    def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
+        """Nothing at the provider: Vertex reads and writes the user's own Cloud Storage and BigQuery
+        (the request tables and results are the job's data, kept as the user's retention says)."""
+        return StorageCleanup()
 
     def get_status(self, batch_id: str) -> BatchStatus:
         return vertex_status_of(self.client.batches.get(name=batch_id))

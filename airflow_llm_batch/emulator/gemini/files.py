@@ -19,6 +19,7 @@ from airflow_llm_batch.emulator.gemini.lines import status_of
 from airflow_llm_batch.emulator.state import EmulatorState
 
 FILE_TTL_SECONDS = 48 * 3600
+MAX_DELETABLE_ID = 40  # characters of a file id (without ``files/``) that a delete accepts
 MAX_FILE_BYTES = 2 * 1024 * 1024 * 1024
 PUBLIC_BASE = "https://generativelanguage.googleapis.com"
 
@@ -159,6 +160,18 @@ class FileStore:
         return stored
 
     def delete(self, file_id: str) -> None:
+        """Only delete checks the 40-character limit on a file id; get and download accept a batch's
+        longer ``batch-<id>`` output file, so those files cannot be deleted and stay until they expire
+        (python-genai#1759, comment of 2026-09-11: "only DeleteFileRequest enforces the 40-character
+        limit"; the message is the one quoted there and in python-genai#1613)."""
+        bare = file_id.removeprefix("files/")
+        if len(bare) > MAX_DELETABLE_ID:
+            raise GeminiError(
+                400,
+                f"* DeleteFileRequest.name: File ID (name excluding 'files/') cannot be more than "
+                f"{MAX_DELETABLE_ID} characters.\n",
+                "INVALID_ARGUMENT",
+            )
         del self.files[self.get(file_id).id]
 
     def downloadable(self, file_id: str) -> bytes:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
-import uuid
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,7 +202,7 @@ class GeminiService:
                 RefusedCreate(PROVIDER, int(self.state.now()), model, refusal.measure, account_label(account))
             )
             raise quota_exceeded(refusal, "generativelanguage.googleapis.com", GEMINI_QUOTA_MESSAGE)
-        batch_id = uuid.uuid4().hex[:24]
+        batch_id = new_batch_id()
         display_name = proto_field(batch_body, "displayName")
         tags = display_name_tags(display_name)
         fate_keys = [item.key or f"#{index}" for index, item in enumerate(items)]
@@ -357,3 +357,11 @@ def display_name_tags(display_name: str | None) -> dict[str, str]:
     The ledger takes the tag whose name ends in ``job_key`` as the job key.
     """
     return {name: value for name, value in _TAG.findall(display_name or "")}
+
+
+def new_batch_id() -> str:
+    """36 lowercase letters and digits, the length of the real ids (``batches/ncdlxnfztvvdy7lv52g4s7ge6l385vi46eyi``
+    in python-genai#1759; ``batches/rt7u2rexj6qkyq3cjs0g98fuq5c15j01i6qq`` in js-genai#1227), so the
+    output file ``files/batch-<id>`` is, as there, longer than a file delete accepts (``files.py``)."""
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    return "".join(secrets.choice(alphabet) for _ in range(36))
