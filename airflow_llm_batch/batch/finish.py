@@ -75,8 +75,11 @@ def finish_results(
     check_cleanup_mode(cleanup)
     layout = JobLayout(path_of(manifest.work_uri))
     earlier = _summary_of_cleaned_job(layout)
-    if earlier is not None:
+    if earlier is not None:  # the provider's copies are gone; the results file is complete
         backend.close()
+        if table is not None:
+            table.prepare(job_key, job_schema(layout, manifest.has_schema))
+            earlier["sink"] = _write_table(table, path_of(earlier["output_uri"]))
         return earlier
     check_job_files(layout, manifest.batch_ids)
     schema = job_schema(layout, manifest.has_schema)
@@ -97,13 +100,18 @@ def finish_results(
         )
         _log_summary(summary)
         if table is not None:
-            summary["sink"] = table.write(iter_result_rows(rows.path))
-            log.info("Wrote %d rows to %s (replacing this task's rows of this run)", summary["sink"]["rows"], table.uri)
+            summary["sink"] = _write_table(table, rows.path)
         if cleanup != "never":  # only now: the results file (and table) hold every row
             summary["provider_cleanup"] = _clean_up(backend, manifest, statuses, cleanup, layout, summary)
     finally:
         backend.close()
     return summary
+
+
+def _write_table(table: TableSink, results: StoragePath) -> dict[str, Any]:
+    written = table.write(iter_result_rows(results))
+    log.info("Wrote %d rows to %s (replacing this task's rows of this run)", written["rows"], table.uri)
+    return written
 
 
 def _log_summary(summary: Mapping[str, Any]) -> None:
@@ -133,9 +141,10 @@ def _clean_up(
     """Delete the job's files at the provider; then mark the job cleaned, with its summary.
 
     A later try of this task (cleared, or retried after a failure downstream of here) cannot read
-    the deleted result files again, so it returns the summary kept here instead (see
-    :func:`_summary_of_cleaned_job`). Nothing a retry round needs is at the provider: it reads its
-    requests and the failed ids from the work dir.
+    the deleted result files again, so it takes the finished results file and the summary kept
+    here instead (and loads the table from that file again; see :func:`_summary_of_cleaned_job`).
+    Nothing a retry round needs is at the provider: it reads its requests and the failed ids from
+    the work dir.
     """
     report = backend.delete_stored(statuses, manifest.job_key, batches=cleanup == "after_results_and_batches")
     done = report.to_dict()
@@ -160,7 +169,7 @@ def _summary_of_cleaned_job(layout: JobLayout) -> dict[str, Any] | None:
         summary = dict(jsonl.loads(stream.read()))
     log.info(
         "An earlier try of this task wrote every result (%s) and deleted the job's files at the provider; "
-        "returning its summary. To collect again, run the step again from its Submit task.",
+        "using that results file and its summary. To collect from the provider again, run the step from Submit.",
         summary.get("output_uri"),
     )
     return summary

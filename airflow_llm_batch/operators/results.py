@@ -39,7 +39,7 @@ class LLMBatchResultsOperator(BaseOperator):
         Gemini; Gemini refuses to delete batch output files today, which then expire after 48 h),
         ``"after_results_and_batches"`` also deletes the batches where the provider allows it
         (Anthropic), ``"never"`` keeps everything until the provider expires it. A retry round
-        needs nothing at the provider; a later try of this task returns the summary it kept.
+        needs nothing at the provider; a later try of this task uses the results file it wrote.
 
     The summary (the task's XCom) holds the counts, the tokens, the ``cost`` (``batch``: what the
     tokens cost at batch prices; ``realtime``: what the same tokens would cost through the
