@@ -14,6 +14,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 BLOCK_BYTES = 1 << 20
+# Lines held before a block is handed over however short they are: orjson returns each line in an
+# allocation of 4 KiB or more, so a megabyte of short lines held as objects would take far more.
+BLOCK_LINES = 2048
 
 _executor: tuple[int, ThreadPoolExecutor] | None = None
 _executor_lock = threading.Lock()
@@ -34,24 +37,36 @@ class LineDigest:
 
     def __init__(self) -> None:
         self._hash = hashlib.blake2b(digest_size=16)
-        self._block = bytearray()
+        # The lines themselves until a block is full, joined once then (one copy of each line).
+        self._lines: list[bytes] = []
+        self._size = 0
         self._pending: Future[None] | None = None
 
     def update(self, line: bytes) -> None:
-        self._block += line
-        if len(self._block) >= BLOCK_BYTES:
+        self._lines.append(line)
+        self._size += len(line)
+        if self._size >= BLOCK_BYTES or len(self._lines) >= BLOCK_LINES:
+            self._hand_over()
+
+    def update_lines(self, lines: list[bytes]) -> None:
+        """As :meth:`update` for each line of ``lines`` in turn (blocks may break elsewhere: the
+        digest is that of the lines' bytes in order either way)."""
+        self._lines += lines
+        self._size += sum(map(len, lines))
+        if self._size >= BLOCK_BYTES or len(self._lines) >= BLOCK_LINES:
             self._hand_over()
 
     def _hand_over(self) -> None:
         if self._pending is not None:
             # At most one block waits: on a single core the lines must not pile up in memory.
             self._pending.result()
-        block = bytes(self._block)
-        self._block.clear()
+        block = b"".join(self._lines)
+        self._lines.clear()
+        self._size = 0
         self._pending = _hashing_thread().submit(self._hash.update, block)
 
     def hexdigest(self) -> str:
-        if self._block:
+        if self._lines:
             self._hand_over()
         if self._pending is not None:
             self._pending.result()

@@ -97,6 +97,26 @@ class JsonlWriter:
             self.flush()
         return size
 
+    def write_lines(self, lines: list[bytes]) -> None:
+        """Ready lines, as :meth:`write_bytes` one by one would write them."""
+        if not lines:
+            return
+        data = b"\n".join(lines)
+        self.count += len(lines)
+        self.bytes += len(data) + 1
+        if len(data) < _BUFFER // 4:
+            buffer = self._buffer
+            buffer += data
+            buffer += b"\n"
+            if len(buffer) >= _BUFFER:
+                self.flush()
+            return
+        # A big block goes to the file as it is, without a copy into the buffer (bytes: a file
+        # object that keeps what it is given keeps it unchanged).
+        self.flush()
+        self._file.write(data)
+        self._file.write(b"\n")
+
     def write_all(self, objs: Iterable[Any]) -> None:
         for obj in objs:
             self.write(obj)

@@ -12,10 +12,13 @@ from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import msgspec
+
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, PreparedJob, RequestSpec
 from airflow_llm_batch.batch.fingerprint import LineDigest
 from airflow_llm_batch.batch.preflight import Preflight
+from airflow_llm_batch.batch.prepare_blocks import BlockPass, BlockTaker
 from airflow_llm_batch.batch.state import chunk_file_name, ids_file_name
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
@@ -25,6 +28,7 @@ from airflow_llm_batch.exceptions import InvalidInputError
 __all__ = ["ChunkWriter", "IdMapper", "PreparedJob", "prepare_chunks"]
 
 MAX_PROBLEMS_SHOWN = 10
+_encode_json = msgspec.json.encode
 
 
 class IdMapper:
@@ -48,6 +52,14 @@ class IdMapper:
         self._mapped.add(mapped)
         return mapped
 
+    def keeps_all(self, user_ids: list[str]) -> bool:
+        """Whether :meth:`custom_id` returns each of a block of ids unchanged (it then changes nothing)."""
+        return (
+            max(map(len, user_ids), default=0) <= self._max_length
+            and (self._fits is None or all(map(self._fits, user_ids)))
+            and self._mapped.isdisjoint(user_ids)
+        )
+
 
 class _Problems:
     """The input problems of a pass, in input order: the first ones in words, and how many in all."""
@@ -55,14 +67,13 @@ class _Problems:
     def __init__(self) -> None:
         self.shown: list[tuple[int, str]] = []
         self.total = 0
-        self.position = 0  # of the item being checked, set by the pass
         self._positions = array("q")  # of every problem (at most one per item)
 
-    def add(self, message: str) -> None:
+    def add(self, position: int, message: str) -> None:
         self.total += 1
-        self._positions.append(self.position)
+        self._positions.append(position)
         if len(self.shown) < MAX_PROBLEMS_SHOWN:
-            self.shown.append((self.position, message))
+            self.shown.append((position, message))
 
     def add_late_duplicates(self, duplicates: list[tuple[int, str]], id_field: str) -> None:
         """Duplicates found after the pass (see ``SeenIds``): each replaces any other problem of its item."""
@@ -90,6 +101,13 @@ def _duplicate(user_id: str, id_field: str, position: int) -> str:
     return (
         f"{_at(position)} '{user_id}': id field '{id_field}' repeats the id of an earlier item; "
         "ids must be unique in a run"
+    )
+
+
+def _too_long(user_id: str, size: int, provider: str, limit: int) -> str:
+    return (
+        f"item '{user_id}': its request is {size:,} bytes, above {provider}'s limit of {limit:,} bytes per "
+        "request; shorten the item's text"
     )
 
 
@@ -145,6 +163,25 @@ class ChunkWriter:
         ids.write_bytes(jsonl.dumps([custom_id, user_id]))
         self._hash.update(line)
 
+    def add_all(self, model: str, custom_ids: list[str], user_ids: list[str], lines: list[bytes]) -> None:
+        """A block of lines, written as :meth:`add` one by one would write them (the same files,
+        lines and fingerprint), in one piece when they fit the open chunk."""
+        key = model if self._limits.single_model_per_batch else ""
+        current = self._open.get(key)
+        if current is not None and (
+            current[1].count + len(lines) <= self._limits.max_requests
+            and current[1].bytes + sum(map(len, lines)) + len(lines) <= self._limits.max_bytes
+        ):
+            _, writer, ids = current
+            writer.write_lines(lines)
+            # msgspec writes the ``[custom_id, user_id]`` of ``add`` byte for byte (strings that orjson
+            # encoded in the lines already), without orjson's 4 KiB allocation per result.
+            ids.write_lines(list(map(_encode_json, zip(custom_ids, user_ids, strict=True))))
+            self._hash.update_lines(lines)
+            return
+        for custom_id, user_id, line in zip(custom_ids, user_ids, lines, strict=True):
+            self.add(model, custom_id, user_id, line)
+
     def _start(self, key: str, model: str) -> tuple[int, jsonl.JsonlWriter, jsonl.JsonlWriter]:
         index = self._next_index
         self._next_index += 1
@@ -198,41 +235,50 @@ def prepare_chunks(
     size_threshold = check.size_threshold  # near the context window: one comparison per item
     chunks = ChunkWriter(out_dir, backend)
     max_request_bytes = backend.limits.max_request_bytes
-    count = 0
-    for position, item in enumerate(items):
-        count += 1
-        problems.position = position
+    # The usual job's usual items are taken a block at a time (``prepare_blocks.py``); any other
+    # item comes to the loop below, in its place in the input.
+    blocks = BlockPass(items, take=None)
+    if template is not None and requests.encoder is not None and requests.encoder.encode_all is not None:
+        blocks.take = BlockTaker(
+            id_field=id_field,
+            render_all=template.render_all,
+            encoder=requests.encoder,
+            mapper=mapper,
+            seen=seen,
+            chunks=chunks,
+            problems=problems,
+            max_line_bytes=min(max_request_bytes, size_threshold),
+        )
+    for position, item in blocks:
         try:
             user_id = item_id(item, position, id_field)
         except _ItemProblem as problem:
-            problems.add(str(problem))
+            problems.add(position, str(problem))
             continue
         if not seen.add(user_id, position):
-            problems.add(_duplicate(user_id, id_field, position))
+            problems.add(position, _duplicate(user_id, id_field, position))
             continue
         try:
             model, custom_id, line = requests.line_of(item, user_id)
         except TemplateFieldError as err:
+            field = err.field
             problems.add(
-                f"item '{user_id}': field '{err.field}' {err.reason}; the prompt template uses {{{err.field}}}"
+                position, f"item '{user_id}': field '{field}' {err.reason}; the prompt template uses {{{field}}}"
             )
             continue
         except _ItemProblem as problem:
-            problems.add(f"item '{user_id}': {problem}")
+            problems.add(position, f"item '{user_id}': {problem}")
             continue
         except jsonl.orjson.JSONEncodeError as err:
-            problems.add(f"item '{user_id}': {_describe_encode_error(item, err)}")
+            problems.add(position, f"item '{user_id}': {_describe_encode_error(item, err)}")
             continue
         if len(line) > max_request_bytes:
-            problems.add(
-                f"item '{user_id}': its request is {len(line):,} bytes, above {backend.provider}'s limit of "
-                f"{max_request_bytes:,} bytes per request; shorten the item's text"
-            )
+            problems.add(position, _too_long(user_id, len(line), backend.provider, max_request_bytes))
             continue
         if len(line) > size_threshold:
             too_big = check.check_size(user_id, len(line))
             if too_big is not None:
-                problems.add(f"item '{user_id}': {too_big}")
+                problems.add(position, f"item '{user_id}': {too_big}")
                 continue
         if not problems.total:
             chunks.add(model, custom_id, user_id, line)
@@ -240,7 +286,7 @@ def prepare_chunks(
     problems.raise_if_any()
     check.report()
     written, fingerprint = chunks.finish()
-    return PreparedJob(chunks=written, item_count=count, fingerprint=fingerprint)
+    return PreparedJob(chunks=written, item_count=blocks.count, fingerprint=fingerprint)
 
 
 class _Requests:
@@ -258,12 +304,12 @@ class _Requests:
     ) -> None:
         self._backend, self._spec, self._template, self._body_field = backend, spec, template, body_field
         self._mapper, self._check = mapper, check
-        self._encoder = backend.line_encoder(spec) if template is not None and body_field is None else None
+        self.encoder = backend.line_encoder(spec) if template is not None and body_field is None else None
 
     def line_of(self, item: Any, user_id: str) -> tuple[str, str, bytes]:
         """``(model, custom_id, line)``. Raises ``TemplateFieldError`` or ``_ItemProblem`` before the
         id is mapped, ``JSONEncodeError`` after, as the general path always did."""
-        encoder = self._encoder
+        encoder = self.encoder
         if encoder is not None:
             text = self._template.render(item)  # type: ignore[union-attr]
             custom_id = self._mapper.custom_id(user_id)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -43,7 +44,7 @@ class PromptTemplate:
     :param template: e.g. ``"Classify this ticket.\\nSubject: {subject}\\n\\n{body}"``.
     """
 
-    __slots__ = ("_paths", "_pieces", "fields", "template")
+    __slots__ = ("_format", "_getters", "_paths", "_pieces", "fields", "template")
 
     def __init__(self, template: str) -> None:
         self.template = template
@@ -69,6 +70,13 @@ class PromptTemplate:
         self._pieces = tuple(pieces)
         self.fields = tuple(dict.fromkeys(name for _, name in pieces if name is not None))
         self._paths = {name: tuple(name.split(".")) for name in self.fields if "." in name}
+        # For :meth:`render_all`: the template as a ``str.format`` string over the fields by index.
+        number = {name: index for index, name in enumerate(self.fields)}
+        self._format = "".join(
+            literal.replace("{", "{{").replace("}", "}}") + ("" if name is None else f"{{{number[name]}}}")
+            for literal, name in pieces
+        )
+        self._getters = tuple(itemgetter(name) for name in self.fields)
 
     def render(self, item: Mapping[str, Any]) -> str:
         """Fill the placeholders from ``item``; raise :class:`TemplateFieldError` naming the field."""
@@ -82,6 +90,25 @@ class PromptTemplate:
                 value = _nested(item, self._paths[name])
             out.append(value if value.__class__ is str else _as_text(name, value))
         return "".join(out)
+
+    def render_all(self, items: list[dict[str, Any]]) -> list[str] | None:
+        """The prompts of a block of ``dict`` items in C-level loops, when every item holds every
+        field as a plain ``str``: then each is what :meth:`render` returns. ``None`` otherwise
+        (a field missing, nested, or not a ``str`` somewhere): render those one at a time."""
+        if self._paths:
+            return None
+        columns = []
+        for getter in self._getters:
+            try:
+                column = list(map(getter, items))
+            except KeyError:
+                return None
+            if set(map(type, column)) != {str}:
+                return None
+            columns.append(column)
+        if not columns:
+            return [self._format.format()] * len(items)
+        return list(map(self._format.format, *columns))
 
 
 def _nested(item: Mapping[str, Any], path: tuple[str, ...]) -> Any:

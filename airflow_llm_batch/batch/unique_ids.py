@@ -49,6 +49,32 @@ class SeenIds:
             self._spill(user_id, position)
         return True
 
+    def all_new(self, user_ids: list[str]) -> bool:
+        """Whether :meth:`add` would return ``True`` for each of a block of ids in turn (none
+        repeats another of the block or one kept in memory). Changes nothing."""
+        return len(set(user_ids)) == len(user_ids) and self._memory.isdisjoint(user_ids)
+
+    def add_all(self, user_ids: list[str], first_position: int) -> None:
+        """Record a block of ids for which :meth:`all_new` said yes, as :meth:`add` one by one would."""
+        room = max(self._memory_ids - len(self._memory), 0)
+        self._memory.update(user_ids[:room])
+        if room >= len(user_ids):
+            return
+        if not self._ids:
+            self._spill(user_ids[room], first_position + room)
+            room += 1
+        # ``_spill`` inline: this loop is most of a big job's per-item work here.
+        mask, all_ids, all_positions = self._mask, self._ids, self._positions
+        for offset in range(room, len(user_ids)):
+            user_id = user_ids[offset]
+            partition = hash(user_id) & mask
+            ids = all_ids[partition]
+            ids += user_id.encode("utf-8", "surrogatepass")
+            ids += _END
+            all_positions[partition].append(first_position + offset)
+            if len(ids) >= _FLUSH_BYTES:
+                self._flush(partition)
+
     def _spill(self, user_id: str, position: int) -> None:
         if not self._ids:
             self._folder = tempfile.TemporaryDirectory(prefix="llm-batch-ids-")

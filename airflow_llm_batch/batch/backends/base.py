@@ -113,10 +113,13 @@ class LineEncoder:
 
     :param model: the model every line names (for the one-model-per-batch rule).
     :param encode: ``encode(custom_id, text)`` -> the line, without its newline.
+    :param encode_all: ``encode_all(custom_ids, texts)`` -> the lines of a block, the bytes of
+        ``encode`` for each pair, in C-level loops (``None``: the pass encodes one at a time).
     """
 
     model: str
     encode: Callable[[str, str], bytes]
+    encode_all: Callable[[list[str], list[str]], list[bytes]] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ the prompt in any other way gets ``None`` and keeps the general path.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 import orjson
 
 from airflow_llm_batch.batch.backends.base import BatchBackend, LineEncoder, RequestSpec
@@ -46,13 +48,21 @@ def fragment_encoder(backend: BatchBackend, spec: RequestSpec) -> LineEncoder | 
         def encode(custom_id: str, text: str) -> bytes:
             return b"".join((head, dumps(custom_id), middle, dumps(text), tail))
 
+        def encode_all(custom_ids: list[str], texts: list[str]) -> list[bytes]:
+            pieces = zip(repeat(head), map(dumps, custom_ids), repeat(middle), map(dumps, texts), repeat(tail))
+            return list(map(b"".join, pieces))
+
     else:
 
         def encode(custom_id: str, text: str) -> bytes:
             return b"".join((head, dumps(text), middle, dumps(custom_id), tail))
 
+        def encode_all(custom_ids: list[str], texts: list[str]) -> list[bytes]:
+            pieces = zip(repeat(head), map(dumps, texts), repeat(middle), map(dumps, custom_ids), repeat(tail))
+            return list(map(b"".join, pieces))
+
     for custom_id, text in _PROBES:
         expected = orjson.dumps(backend.build_line(custom_id, spec, backend.build_body(spec, text)))
-        if encode(custom_id, text) != expected:
+        if encode(custom_id, text) != expected or encode_all([custom_id], [text]) != [expected]:
             return None
-    return LineEncoder(model=str(body.get("model", spec.model)), encode=encode)
+    return LineEncoder(model=str(body.get("model", spec.model)), encode=encode, encode_all=encode_all)
