@@ -215,6 +215,8 @@ def test_the_template_checked_once_refuses_what_each_items_own_body_would(parame
         every_item: list[str] = []
     except InvalidInputError as err:
         every_item = [problem.removeprefix("every item: ") for problem in err.problems]
+    if BAD_PARAMETERS.index(parameters) < 3:  # the SDK's type refuses these on any model: not a vacuous match
+        assert every_item
     # Each item's real body, rendered, judged whole by the per-body rules (as ``body_field=`` does).
     per_item = Preflight(backend, spec)
     for item in _items(random.Random(2), 20, 0.0):
