@@ -67,13 +67,14 @@ class _Problems:
     def __init__(self) -> None:
         self.shown: list[tuple[int, str]] = []
         self.total = 0
+        self.position = 0  # of the item being checked, set by the pass
         self._positions = array("q")  # of every problem (at most one per item)
 
-    def add(self, position: int, message: str) -> None:
+    def add(self, message: str) -> None:
         self.total += 1
-        self._positions.append(position)
+        self._positions.append(self.position)
         if len(self.shown) < MAX_PROBLEMS_SHOWN:
-            self.shown.append((position, message))
+            self.shown.append((self.position, message))
 
     def add_late_duplicates(self, duplicates: list[tuple[int, str]], id_field: str) -> None:
         """Duplicates found after the pass (see ``SeenIds``): each replaces any other problem of its item."""
@@ -101,13 +102,6 @@ def _duplicate(user_id: str, id_field: str, position: int) -> str:
     return (
         f"{_at(position)} '{user_id}': id field '{id_field}' repeats the id of an earlier item; "
         "ids must be unique in a run"
-    )
-
-
-def _too_long(user_id: str, size: int, provider: str, limit: int) -> str:
-    return (
-        f"item '{user_id}': its request is {size:,} bytes, above {provider}'s limit of {limit:,} bytes per "
-        "request; shorten the item's text"
     )
 
 
@@ -250,35 +244,38 @@ def prepare_chunks(
             max_line_bytes=min(max_request_bytes, size_threshold),
         )
     for position, item in blocks:
+        problems.position = position
         try:
             user_id = item_id(item, position, id_field)
         except _ItemProblem as problem:
-            problems.add(position, str(problem))
+            problems.add(str(problem))
             continue
         if not seen.add(user_id, position):
-            problems.add(position, _duplicate(user_id, id_field, position))
+            problems.add(_duplicate(user_id, id_field, position))
             continue
         try:
             model, custom_id, line = requests.line_of(item, user_id)
         except TemplateFieldError as err:
-            field = err.field
             problems.add(
-                position, f"item '{user_id}': field '{field}' {err.reason}; the prompt template uses {{{field}}}"
+                f"item '{user_id}': field '{err.field}' {err.reason}; the prompt template uses {{{err.field}}}"
             )
             continue
         except _ItemProblem as problem:
-            problems.add(position, f"item '{user_id}': {problem}")
+            problems.add(f"item '{user_id}': {problem}")
             continue
         except jsonl.orjson.JSONEncodeError as err:
-            problems.add(position, f"item '{user_id}': {_describe_encode_error(item, err)}")
+            problems.add(f"item '{user_id}': {_describe_encode_error(item, err)}")
             continue
         if len(line) > max_request_bytes:
-            problems.add(position, _too_long(user_id, len(line), backend.provider, max_request_bytes))
+            problems.add(
+                f"item '{user_id}': its request is {len(line):,} bytes, above {backend.provider}'s limit of "
+                f"{max_request_bytes:,} bytes per request; shorten the item's text"
+            )
             continue
         if len(line) > size_threshold:
             too_big = check.check_size(user_id, len(line))
             if too_big is not None:
-                problems.add(position, f"item '{user_id}': {too_big}")
+                problems.add(f"item '{user_id}': {too_big}")
                 continue
         if not problems.total:
             chunks.add(model, custom_id, user_id, line)
