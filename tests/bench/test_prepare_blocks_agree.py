@@ -20,6 +20,7 @@ import pytest
 
 import airflow_llm_batch.batch.prepare as prepare
 import airflow_llm_batch.batch.prepare_blocks as prepare_blocks
+import airflow_llm_batch.batch.unique_ids as unique_ids
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
 from airflow_llm_batch.batch.backends.openai import OpenAIBackend
 from airflow_llm_batch.batch.preflight import Preflight, PreflightSettings
@@ -122,6 +123,7 @@ def _prepare(tmp_path: Path, items: list[Any], mode: str, limits: dict[str, int]
 def _small(monkeypatch):
     monkeypatch.setattr(prepare_blocks, "BLOCK_ITEMS", 16)
     monkeypatch.setattr(prepare, "SeenIds", lambda: SeenIds(memory_ids=40, partitions=4))
+    monkeypatch.setattr(unique_ids, "_FLUSH_BYTES", 40)  # spilled ids written to disk too, not only held
 
 
 def _compare(tmp_path: Path, items: list[Any], limits: dict[str, int]) -> Any:
