@@ -4,10 +4,12 @@ At most one line per batch per poll, and only when something changed, so a 24-ho
 not flood the log; with several batches, a line for the whole job follows the batch lines of a
 poll that changed something. Plain Python, shared by the trigger and the sensor's poke mode::
 
-    Batch batch_abc: in_progress, 120/200 done (60%), 3 failed, elapsed 0:01:10, about 0:00:47 left
+    Batch batch_abc: running [in_progress], 120/200 done (60%), 3 failed, elapsed 0:01:10, about 0:00:47 left
     All batches (2): 320/400 done (80%), 5 failed, elapsed 0:01:10, about 0:00:18 left
 
-The time left assumes the rest goes as fast as what is done so far went (since the submit).
+The phase is said in the same words for every provider (:func:`phase_of`); the provider's own
+status word follows in brackets where it differs, for a reader who looks the batch up at the
+provider. The time left assumes the rest goes as fast as what is done so far went (since the submit).
 """
 
 from __future__ import annotations
@@ -17,6 +19,35 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from airflow_llm_batch.batch.records import BatchStatus
+
+# The providers' status words of a batch still running, by what they mean for the reader. Sources:
+# OpenAI Batch object ``status`` (validating, in_progress, finalizing, cancelling); Anthropic Message
+# Batch ``processing_status`` (in_progress, canceling); Gemini / Vertex AI ``JobState``
+# (JOB_STATE_QUEUED, _PENDING, _RUNNING, _PAUSED, _UPDATING, _CANCELLING). An ended batch is said
+# with its outcome (``BatchOutcome``: completed, failed, expired, cancelled).
+_STARTING = {"validating", "queued", "pending", "unspecified", "paused"}
+_FINISHING = {"finalizing"}
+_CANCELLING = {"cancelling", "canceling"}
+
+
+def phase_of(status: BatchStatus) -> str:
+    """The batch's phase in the package's words: waiting, running, finishing, cancelling, or its outcome."""
+    if status.outcome is not None:
+        return status.outcome.value
+    word = status.state.lower().removeprefix("job_state_").removeprefix("batch_state_")
+    if word in _STARTING:
+        return "waiting"
+    if word in _FINISHING:
+        return "finishing"
+    if word in _CANCELLING:
+        return "cancelling"
+    return "running"
+
+
+def describe_state(status: BatchStatus) -> str:
+    """``running [JOB_STATE_RUNNING]``: the phase, and the provider's word where it differs."""
+    phase = phase_of(status)
+    return phase if status.state.lower() == phase else f"{phase} [{status.state}]"
 
 
 def _duration(seconds: float) -> str:
@@ -53,9 +84,9 @@ class ProgressTracker:
             return []
         self._last[status.batch_id] = key
         return [
-            f"Batch {status.batch_id}: {status.state}, {status.done}/{total} done{_share(status.done, total)}, "
-            f"{status.failed} failed, elapsed {_duration(now - self.submitted_at)}"
-            f"{self._eta(status.done, total, now, status.ended)}"
+            f"Batch {status.batch_id}: {describe_state(status)}, "
+            f"{status.done}/{total} done{_share(status.done, total)}, {status.failed} failed, "
+            f"elapsed {_duration(now - self.submitted_at)}{self._eta(status.done, total, now, status.ended)}"
         ]
 
     def poll_lines(self, statuses: Iterable[BatchStatus], now: float | None = None) -> list[str]:

@@ -19,6 +19,7 @@ from airflow.sdk import BaseHook
 
 from airflow_llm_batch.batch.backends import BatchBackend, ClientConfig, create_backend
 from airflow_llm_batch.exceptions import ConfigurationError
+from airflow_llm_batch.http_logs import has_userinfo, quiet_http_client_logs, redact_url
 
 PROVIDER_BY_CONN_TYPE = {
     "llm_batch_openai": "openai",
@@ -47,9 +48,17 @@ def backend_from_connection(
     conn: Any, provider: str | None = None, limit_overrides: Mapping[str, Any] | None = None
 ) -> BatchBackend:
     """Build the backend for a connection object (sync or async lookups both end here)."""
+    quiet_http_client_logs()
     extra = dict(conn.extra_dejson or {})
     name = provider_of(conn.conn_type, extra, provider)
     base_url = conn.host or extra.get("base_url") or None
+    if base_url and has_userinfo(str(base_url)):
+        # The SDKs take the key from the password field and send it as a header; a key in the URL
+        # would be sent as basic auth (replacing the SDK's header) and would reach every logged URL.
+        raise ConfigurationError(
+            f"connection {getattr(conn, 'conn_id', '?')!r}: its host {redact_url(str(base_url))} carries credentials "
+            "before '@'. Put the API key in the connection's password field and the plain URL in its host."
+        )
     config = ClientConfig(api_key=conn.password or None, base_url=base_url, extra=extra)
     # Limits: the connection's ``limits`` extra (e.g. a smaller enqueued-token quota of one
     # organization), then the operator's ``provider_limits`` on top.

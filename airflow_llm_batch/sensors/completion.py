@@ -172,7 +172,16 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
             raise BatchFailedError(f"{len(failed)} batch(es) failed as a whole at {manifest.provider}: {reasons}")
         push_console_url(context, manifest.provider, manifest.batch_ids)
         outcomes = sorted({(e.status or {}).get("outcome") or "?" for e in manifest.batches})
-        self.log.info("All %d batch(es) ended: %s", len(manifest.batches), ", ".join(outcomes))
+        failed_items = sum(int((e.status or {}).get("failed") or 0) for e in manifest.batches)
+        # The provider counts only the items it could not answer; an answer that breaks the output
+        # schema is found by the Results task, so its failed count can be higher than this one.
+        self.log.info(
+            "All %d batch(es) ended: %s; %d item(s) failed at the provider (the results task also counts "
+            "answers that break the output schema, so its failed count can be higher)",
+            len(manifest.batches),
+            ", ".join(outcomes),
+            failed_items,
+        )
         return manifest.to_dict()
 
     def _raise_timeout(self, running: list[str]) -> None:

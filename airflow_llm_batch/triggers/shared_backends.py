@@ -22,27 +22,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+from airflow_llm_batch.http_logs import quiet_http_client_logs
+
 MAX_REQUESTS_IN_FLIGHT = 16
 CONNECTION_REUSE_SECONDS = 10.0
-
-
-def quiet_http_client_logs() -> None:
-    """Raise the SDKs' HTTP clients' loggers to WARNING unless the deployment set them itself.
-
-    Each status call logs "HTTP Request: GET ... 200 OK" at INFO: one line per batch per poll that
-    says nothing the trigger's progress line does not, and formatting it through Airflow's logging
-    was about a sixth of a status call's Python time on the event loop (docs/performance.md).
-    Setting the level (rather than filtering) means the record is never even built.
-    """
-    for name in ("httpx2", "httpx"):
-        logger = logging.getLogger(name)
-        if logger.level == logging.NOTSET:
-            logger.setLevel(logging.WARNING)
 
 
 class _Limited:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_llm_batch.batch.records import BatchOutcome, BatchStatus
-from airflow_llm_batch.progress import ProgressTracker
+from airflow_llm_batch.progress import ProgressTracker, describe_state
 
 T0 = 1_000_000.0
 
@@ -15,7 +15,7 @@ def status(batch_id, done, total=200, failed=0, state="in_progress", outcome=Non
 def test_a_batch_line_shows_done_total_failed_elapsed_and_time_left():
     tracker = ProgressTracker(["b1"], submitted_at=T0)
     [line] = tracker.update(status("b1", done=50, failed=2), now=T0 + 60)
-    assert line == "Batch b1: in_progress, 50/200 done (25%), 2 failed, elapsed 0:01:00, about 0:03:00 left"
+    assert line == "Batch b1: running [in_progress], 50/200 done (25%), 2 failed, elapsed 0:01:00, about 0:03:00 left"
 
 
 def test_an_unchanged_batch_gets_no_new_line():
@@ -53,3 +53,24 @@ def test_totals_from_the_manifest_count_before_the_provider_reports_them():
 def test_a_single_batch_job_gets_no_separate_total_line():
     tracker = ProgressTracker(["b1"], submitted_at=T0)
     assert len(tracker.poll_lines([status("b1", 10)], now=T0 + 10)) == 1
+
+
+def test_every_provider_says_its_phase_in_the_same_words():
+    """The provider's status word shows only in brackets: a reader compares providers by the phase."""
+    said = {
+        ("validating", None): "waiting [validating]",
+        ("JOB_STATE_PENDING", None): "waiting [JOB_STATE_PENDING]",
+        ("in_progress", None): "running [in_progress]",
+        ("JOB_STATE_RUNNING", None): "running [JOB_STATE_RUNNING]",
+        ("BATCH_STATE_RUNNING", None): "running [BATCH_STATE_RUNNING]",
+        ("finalizing", None): "finishing [finalizing]",
+        ("canceling", None): "cancelling [canceling]",
+        ("JOB_STATE_CANCELLING", None): "cancelling [JOB_STATE_CANCELLING]",
+        ("completed", BatchOutcome.COMPLETED): "completed",
+        ("ended", BatchOutcome.COMPLETED): "completed [ended]",
+        ("JOB_STATE_SUCCEEDED", BatchOutcome.COMPLETED): "completed [JOB_STATE_SUCCEEDED]",
+        ("ended", BatchOutcome.CANCELLED): "cancelled [ended]",
+        ("JOB_STATE_EXPIRED", BatchOutcome.EXPIRED): "expired [JOB_STATE_EXPIRED]",
+    }
+    for (state, outcome), words in said.items():
+        assert describe_state(status("b1", 0, state=state, outcome=outcome)) == words
