@@ -6,6 +6,8 @@ field, and what to change. They never carry an API key or an item's text.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class LLMBatchError(Exception):
     """Base class of the package's errors."""
@@ -73,3 +75,14 @@ class BudgetExceededError(LLMBatchError):
         super().__init__(message)
         self.estimate = estimate
         self.max_cost = max_cost
+
+
+class QualityGateError(LLMBatchError):
+    """A finished step's results are below a quality gate the user set to fail (``min_success_rate``).
+
+    :param summary: the task's summary, with the tripped gates in ``gates``; the task still keeps it.
+    """
+
+    def __init__(self, message: str, summary: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.summary = summary

@@ -113,3 +113,14 @@ class ProgressTracker:
         if ended or done <= 0 or total <= done or elapsed <= 0:
             return ""
         return f", about {_duration(elapsed / done * (total - done))} left"
+
+
+def age_warning(submitted_at: float, max_batch_age: float | None, now: float | None = None) -> str | None:
+    """The warning for batches still running past ``max_batch_age`` seconds since the submit, else None."""
+    now = time.time() if now is None else now
+    if max_batch_age is None or now - submitted_at <= max_batch_age:
+        return None
+    return (
+        f"The batches are still running {_duration(now - submitted_at)} after the submit, past "
+        f"max_batch_age {_duration(max_batch_age)} (said once; the wait goes on until the deadline)"
+    )

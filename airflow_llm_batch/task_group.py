@@ -25,6 +25,9 @@ def llm_batch_step(
     sensor_kwargs: Mapping[str, Any] | None = None,
     submit_operator_class: type[Any] | None = None,
     cleanup: str = "after_results",
+    min_success_rate: float | None = None,
+    max_batch_age: Any = None,
+    on_gate_breach: str = "fail",
     **submit_kwargs: Any,
 ) -> TaskGroup:
     """Build the step inside the current DAG; ``group >> downstream`` waits for ``final``.
@@ -38,6 +41,12 @@ def llm_batch_step(
     :param cleanup: passed to every ``LLMBatchResultsOperator``: what to delete at the provider
         once a round's results are written (``"after_results"``, ``"after_results_and_batches"``,
         ``"never"``).
+    :param min_success_rate: a quality gate on ``final`` (after the retry rounds, not on each
+        round): the share of input ids (0..1) that must succeed; see ``on_gate_breach``.
+    :param max_batch_age: seconds or a ``timedelta``: every wait task warns (once) when its batches
+        run past it, and ``final``'s summary reports a round that took longer.
+    :param on_gate_breach: ``"fail"`` (default: ``final`` fails, naming the rate and the top error
+        types) or ``"warn"`` (``final`` logs a warning and succeeds; the summary's ``gates`` says so).
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
         ``conn_id``, ``provider_limits``, ``work_dir`` and ``timeout`` also apply to the retries.
         ``dry_run=True`` checks and plans the first round without calling the provider; every task
@@ -51,6 +60,7 @@ def llm_batch_step(
     if max_item_retries < 0:
         raise ValueError("max_item_retries must be 0 or more")
     submit_class = submit_operator_class or LLMBatchSubmitOperator
+    sensor_kwargs = {**({"max_batch_age": max_batch_age} if max_batch_age is not None else {}), **(sensor_kwargs or {})}
     shared = ("conn_id", "provider_limits", "timeout", "retries", "retry_delay")
     retry_kwargs = {k: submit_kwargs[k] for k in shared if k in submit_kwargs}
     with TaskGroup(group_id=group_id) as group:
@@ -75,5 +85,12 @@ def llm_batch_step(
             summaries.append(retry_results.output)
             previous = retry_results
         # The XComArgs in ``summaries`` make every Results task an upstream of ``final``.
-        LLMBatchConsolidateOperator(task_id="final", summaries=summaries, output_format=output_format)
+        LLMBatchConsolidateOperator(
+            task_id="final",
+            summaries=summaries,
+            output_format=output_format,
+            min_success_rate=min_success_rate,
+            max_batch_age=max_batch_age,
+            on_gate_breach=on_gate_breach,
+        )
     return group

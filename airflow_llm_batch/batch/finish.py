@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend
 from airflow_llm_batch.batch.backends.storage_cleanup import check_cleanup_mode
+from airflow_llm_batch.batch.gates import QualityGates, enforce_gates, record_gates
 from airflow_llm_batch.batch.manifest import Manifest
 from airflow_llm_batch.batch.pricing import PriceTable
 from airflow_llm_batch.batch.records import BatchStatus, JobKey
@@ -66,11 +67,14 @@ def finish_results(
     job_key: JobKey,
     prices: PriceTable | None,
     cleanup: str = "after_results",
+    gates: QualityGates | None = None,
 ) -> dict[str, Any]:
     """One row per submitted item into ``results.<format>`` (and ``table``); the Results summary.
 
     :param backend: closed here once the results are read.
     :param cleanup: one of ``CLEANUP_MODES``: what to delete at the provider once every row is written.
+    :param gates: judged once the rows are written (``gates.py``); a failing gate raises
+        ``QualityGateError`` carrying the summary.
     """
     check_cleanup_mode(cleanup)
     layout = JobLayout(path_of(manifest.work_uri))
@@ -80,6 +84,7 @@ def finish_results(
         if table is not None:
             table.prepare(job_key, job_schema(layout, manifest.has_schema))
             earlier["sink"] = _write_table(table, path_of(earlier["output_uri"]))
+        enforce_gates(record_gates(earlier, gates, log))
         return earlier
     check_job_files(layout, manifest.batch_ids)
     schema = job_schema(layout, manifest.has_schema)
@@ -105,6 +110,7 @@ def finish_results(
             summary["provider_cleanup"] = _clean_up(backend, manifest, statuses, cleanup, layout, summary)
     finally:
         backend.close()
+    enforce_gates(record_gates(summary, gates, log))
     return summary
 
 
@@ -185,10 +191,13 @@ def finish_consolidated(
     table: TableSink | None,
     job_key: JobKey,
     prices: PriceTable | None,
+    gates: QualityGates | None = None,
 ) -> dict[str, Any]:
     """Every input id once, from its last attempt, into ``final.<format>`` (and ``table``).
 
     :param summaries: the Results summaries of every round; skipped rounds (``None``) are ignored.
+    :param gates: judged on the final rows, recorded in ``summary.json`` too; a failing gate raises
+        ``QualityGateError`` carrying the summary.
     """
     rounds = sorted((s for s in summaries or [] if s), key=lambda s: int(s["attempt"]))
     if not rounds:
@@ -203,8 +212,13 @@ def finish_consolidated(
     result = consolidate([path_of(s["output_uri"]) for s in rounds], rows, counted)
     result.update(job_key=first["job_key"], provider=first["provider"], model=first["model"])
     result["cost"] = counted.cost(first["provider"], first["model"], prices)
+    # The oldest round's age from submit to results (summaries of older versions have none).
+    ages = [float(s["batch_age_seconds"]) for s in rounds if s.get("batch_age_seconds") is not None]
+    if ages:
+        result["batch_age_seconds"] = max(ages)
     if table is not None:
         result["sink"] = table.write(iter_result_rows(rows.path))
+    record_gates(result, gates, log)
     with (out_dir / "summary.json").open("wb") as stream:
         stream.write(jsonl.dumps(result, option=jsonl.orjson.OPT_INDENT_2))
     log.info(
@@ -219,6 +233,7 @@ def finish_consolidated(
         result["output_uri"],
     )
     _log_cost(result["cost"])
+    enforce_gates(result)
     return result
 
 

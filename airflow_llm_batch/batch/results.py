@@ -124,6 +124,9 @@ def collect_results(
         "has_schema": manifest.has_schema,
         "attempt": manifest.attempt,
         **summary.counts(),
+        # From the submit to these results: the batch age the max_batch_age gate and the metrics read.
+        "submitted_at": manifest.submitted_at,
+        "batch_age_seconds": round(time.time() - manifest.submitted_at, 1),
         "input_tokens": summary.input_tokens,
         "output_tokens": summary.output_tokens,
         "cost": summary.cost(manifest.provider, manifest.model, prices),

@@ -64,3 +64,33 @@ def skip(reason: str) -> NoReturn:
     except ImportError:  # Airflow 3.1
         from airflow.exceptions import AirflowSkipException  # type: ignore[no-redef,unused-ignore]
     raise AirflowSkipException(reason)
+
+
+def gates_of(min_success_rate: Any, max_batch_age: Any, on_gate_breach: str) -> Any:
+    """The checked quality gates, or ``None`` when none is set (then ``batch/`` is not imported at parse)."""
+    if min_success_rate is None and max_batch_age is None:
+        return None
+    from airflow_llm_batch.batch.gates import QualityGates
+
+    return QualityGates.of(min_success_rate, max_batch_age, on_gate_breach)
+
+
+def fail_for_good(message: str) -> NoReturn:
+    """Fail the task without retries: running it again cannot change the outcome."""
+    try:
+        from airflow.sdk.exceptions import AirflowFailException  # type: ignore[attr-defined,unused-ignore]  # 3.2+
+    except ImportError:  # Airflow 3.1
+        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef,unused-ignore]
+    raise AirflowFailException(message)
+
+
+def run_gated(context: Any, finish: Any) -> Any:
+    """Run a finish use case; when a quality gate fails it, keep its summary as the task's XCom
+    (the dashboard and downstream tasks read it) and fail the task without retries."""
+    from airflow_llm_batch.exceptions import QualityGateError
+
+    try:
+        return finish()
+    except QualityGateError as error:
+        context["ti"].xcom_push(key="return_value", value=error.summary)
+        fail_for_good(str(error))

@@ -22,6 +22,13 @@ class LLMBatchConsolidateOperator(BaseOperator):
     :param sink: also write the final rows to a table, e.g. ``BigQuerySink("project.dataset.labels")``;
         running this task again for the same DAG run replaces the rows it wrote before.
     :param prices: batch prices per model for the summary's ``cost`` (see ``LLMBatchResultsOperator``).
+    :param min_success_rate: a quality gate: the share of input ids (0..1, e.g. ``0.95``) that must
+        succeed. Below it the task fails without retries (``on_gate_breach="fail"``) or logs a
+        warning and succeeds (``"warn"``); either way the summary's ``gates`` says which gate
+        tripped and why, with the top error types (``docs/quality-gates.md``).
+    :param max_batch_age: seconds or a ``timedelta`` from a round's submit to its results; a round that
+        took longer is reported in the summary's ``gates`` and the log (never a failure).
+    :param on_gate_breach: ``"fail"`` (default) or ``"warn"``, for ``min_success_rate``.
 
     The summary's ``cost`` covers the tokens of every attempt, retried items included: each was paid.
     """
@@ -37,8 +44,14 @@ class LLMBatchConsolidateOperator(BaseOperator):
         output_dir: str | None = None,
         prices: Mapping[str, Any] | None = None,
         sink: Any = None,
+        min_success_rate: float | None = None,
+        max_batch_age: Any = None,
+        on_gate_breach: str = "fail",
         **kwargs: Any,
     ) -> None:
+        from airflow_llm_batch.operators._common import gates_of
+
+        self.gates = gates_of(min_success_rate, max_batch_age, on_gate_breach)
         kwargs.setdefault("trigger_rule", "none_failed")
         super().__init__(**kwargs)
         self.summaries = summaries
@@ -51,17 +64,21 @@ class LLMBatchConsolidateOperator(BaseOperator):
         from airflow_llm_batch.batch.finish import finish_consolidated
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.io.sinks import open_sink
-        from airflow_llm_batch.operators._common import job_key_of, skip, storage_path
+        from airflow_llm_batch.operators._common import job_key_of, run_gated, skip, storage_path
 
         if not any(self.summaries or []):
             skip("no round produced results (the first Submit was skipped, e.g. a dry run): nothing to consolidate")
-        return finish_consolidated(
-            self.summaries,
-            task=self.task_id,
-            path_of=storage_path,
-            open_rows=lambda directory: open_sink(directory, self.output_format, stem="final"),
-            output_dir=self.output_dir,
-            table=self.sink,
-            job_key=job_key_of(context),
-            prices=price_table(self.prices),
+        return run_gated(
+            context,
+            lambda: finish_consolidated(
+                self.summaries,
+                task=self.task_id,
+                path_of=storage_path,
+                open_rows=lambda directory: open_sink(directory, self.output_format, stem="final"),
+                output_dir=self.output_dir,
+                table=self.sink,
+                job_key=job_key_of(context),
+                prices=price_table(self.prices),
+                gates=self.gates,
+            ),
         )

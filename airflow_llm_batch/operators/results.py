@@ -40,6 +40,13 @@ class LLMBatchResultsOperator(BaseOperator):
         ``"after_results_and_batches"`` also deletes the batches where the provider allows it
         (Anthropic), ``"never"`` keeps everything until the provider expires it. A retry round
         needs nothing at the provider; a later try of this task uses the results file it wrote.
+    :param min_success_rate: a quality gate: the share of items (0..1, e.g. ``0.95``) that must
+        succeed. Below it the task fails without retries (``on_gate_breach="fail"``) or logs a
+        warning and succeeds (``"warn"``); either way the summary's ``gates`` says which gate
+        tripped and why, with the top error types (``docs/quality-gates.md``).
+    :param max_batch_age: seconds or a ``timedelta`` from the submit to the results; a step that
+        took longer is reported in the summary's ``gates`` and the log (never a failure).
+    :param on_gate_breach: ``"fail"`` (default) or ``"warn"``, for ``min_success_rate``.
 
     The summary (the task's XCom) holds the counts, the tokens, the ``cost`` (``batch``: what the
     tokens cost at batch prices; ``realtime``: what the same tokens would cost through the
@@ -59,10 +66,15 @@ class LLMBatchResultsOperator(BaseOperator):
         output_asset: Any = None,
         sink: Any = None,
         cleanup: str = "after_results",
+        min_success_rate: float | None = None,
+        max_batch_age: Any = None,
+        on_gate_breach: str = "fail",
         **kwargs: Any,
     ) -> None:
         from airflow_llm_batch.batch.backends.storage_cleanup import check_cleanup_mode
+        from airflow_llm_batch.operators._common import gates_of
 
+        self.gates = gates_of(min_success_rate, max_batch_age, on_gate_breach)
         if output_asset is not None:
             kwargs["outlets"] = [*(kwargs.get("outlets") or []), _as_asset(output_asset)]
         super().__init__(**kwargs)
@@ -80,19 +92,23 @@ class LLMBatchResultsOperator(BaseOperator):
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.io.sinks import open_sink
-        from airflow_llm_batch.operators._common import job_key_of, storage_path
+        from airflow_llm_batch.operators._common import job_key_of, run_gated, storage_path
 
         manifest = Manifest.from_dict(self.manifest)
-        summary = finish_results(
-            manifest,
-            LLMBatchHook(manifest.conn_id, manifest.provider).get_conn(),
-            path_of=storage_path,
-            open_rows=lambda directory: open_sink(directory, self.output_format),
-            output_dir=self.output_dir,
-            table=self.sink,
-            job_key=job_key_of(context),
-            prices=price_table(self.prices),
-            cleanup=self.cleanup,
+        summary = run_gated(
+            context,
+            lambda: finish_results(
+                manifest,
+                LLMBatchHook(manifest.conn_id, manifest.provider).get_conn(),
+                path_of=storage_path,
+                open_rows=lambda directory: open_sink(directory, self.output_format),
+                output_dir=self.output_dir,
+                table=self.sink,
+                job_key=job_key_of(context),
+                prices=price_table(self.prices),
+                cleanup=self.cleanup,
+                gates=self.gates,
+            ),
         )
         self._output_uri = summary["output_uri"]
         self._record_asset_events(context, summary)

@@ -34,6 +34,10 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         With ``False`` the task fails at the deadline and the batches keep running.
     :param cancel_on_kill: cancel the batches when a user marks the waiting task failed or clears it
         (deferred tasks: Airflow 3.3+; poke mode: any version).
+    :param max_batch_age: seconds or a ``timedelta`` after the submit: past it while batches still
+        run, one warning in the task log (a quality gate that never fails the task; the deadline
+        still decides when to stop waiting). In reschedule mode each poke is a new process and may
+        say it again.
     """
 
     template_fields: Sequence[str] = ("manifest",)
@@ -48,6 +52,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         poll_interval: float | None = None,
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
+        max_batch_age: Any = None,
         **kwargs: Any,
     ) -> None:
         if poll_interval is None:
@@ -61,6 +66,12 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         self.poll_interval = float(poll_interval)
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
+        self.max_batch_age: float | None = None
+        if max_batch_age is not None:
+            from airflow_llm_batch.batch.gates import seconds_of
+
+            self.max_batch_age = seconds_of(max_batch_age)
+        self._age_warned = False
 
     def _manifest(self) -> Any:
         from airflow_llm_batch.batch.manifest import Manifest
@@ -91,6 +102,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
                 totals={b.batch_id: b.count for b in manifest.batches},
                 cancel_on_timeout=self.cancel_on_timeout,
                 cancel_on_kill=self.cancel_on_kill,
+                max_batch_age=self.max_batch_age,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=remaining + self.poll_interval + DEFERRAL_GRACE_SECONDS),
@@ -98,7 +110,7 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
-        from airflow_llm_batch.progress import ProgressTracker
+        from airflow_llm_batch.progress import ProgressTracker, age_warning
 
         manifest = self._manifest()
         backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
@@ -109,7 +121,15 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         statuses = {status.batch_id: status.summary() for status in polled}
         for line in progress.poll_lines(polled):
             self.log.info(line)
-        if all(s["outcome"] for s in statuses.values()):
+        all_ended = all(s["outcome"] for s in statuses.values())
+        if (
+            not all_ended
+            and not self._age_warned
+            and (warning := age_warning(manifest.submitted_at, self.max_batch_age))
+        ):
+            self.log.warning(warning)
+            self._age_warned = True
+        if all_ended:
             return PokeReturnValue(is_done=True, xcom_value=self._finish(context, manifest, statuses))
         if time.time() >= manifest.deadline:
             running = [b for b, s in statuses.items() if not s["outcome"]]

@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_llm_batch.progress import ProgressTracker
+from airflow_llm_batch.progress import ProgressTracker, age_warning
 
 # Status polls that fail in a row (429, 5xx, dropped connections) before the task is failed.
 MAX_CONSECUTIVE_POLL_ERRORS = 10
@@ -44,6 +44,8 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         ``CANCEL_GRACE_SECONDS``) for it to end, so finished items can still be collected.
     :param cancel_on_kill: cancel the batches when a user marks the waiting task failed or clears
         it (Airflow 3.3+ calls ``on_kill``; a triggerer restart does not).
+    :param max_batch_age: seconds after the submit; past it, one warning in the task log (once per
+        run of the trigger: a triggerer restart may say it again).
     """
 
     def __init__(
@@ -57,8 +59,10 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         totals: dict[str, int] | None = None,
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
+        max_batch_age: float | None = None,
     ) -> None:
         super().__init__()
+        self.max_batch_age = None if max_batch_age is None else float(max_batch_age)
         self.conn_id = conn_id
         self.provider = provider
         self.batch_ids = list(batch_ids)
@@ -83,6 +87,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
                 "totals": self.totals,
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_on_kill": self.cancel_on_kill,
+                "max_batch_age": self.max_batch_age,
             },
         )
 
@@ -96,6 +101,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         statuses: dict[str, dict[str, Any]] = {}
         errors_in_a_row = 0
         cancelled_at: float | None = None
+        age_warned = False
         try:
             await asyncio.sleep(self._first_delay())
             while True:
@@ -113,6 +119,9 @@ class LLMBatchCompletionTrigger(BaseTrigger):
                         return
                     self.log.warning("Status poll failed (%s); retrying", _describe(failure, errors_in_a_row))
                 pending = [b for b in self.batch_ids if b not in self._ended]
+                if pending and not age_warned and (warning := age_warning(self.submitted_at, self.max_batch_age)):
+                    self.log.warning(warning)
+                    age_warned = True
                 if not pending:
                     self.log.info(progress.total_line())
                     message = "all batches have ended"
