@@ -84,13 +84,18 @@ def fail_for_good(message: str) -> NoReturn:
     raise AirflowFailException(message)
 
 
-def run_gated(context: Any, finish: Any) -> Any:
-    """Run a finish use case; when a quality gate fails it, keep its summary as the task's XCom
-    (the dashboard and downstream tasks read it) and fail the task without retries."""
+def run_gated(context: Any, finish: Any, step: bool = False) -> Any:
+    """Run a finish use case and send its summary's metrics (``metrics.py``; ``step``: the final
+    task's). When a quality gate fails it, keep its summary as the task's XCom (the dashboard and
+    downstream tasks read it) and fail the task without retries."""
     from airflow_llm_batch.exceptions import QualityGateError
+    from airflow_llm_batch.metrics import emit
 
     try:
-        return finish()
+        summary = finish()
     except QualityGateError as error:
+        emit(error.summary, context, step)
         context["ti"].xcom_push(key="return_value", value=error.summary)
         fail_for_good(str(error))
+    emit(summary, context, step)
+    return summary

@@ -81,4 +81,5 @@ class LLMBatchConsolidateOperator(BaseOperator):
                 prices=price_table(self.prices),
                 gates=self.gates,
             ),
+            step=True,
         )

@@ -1,0 +1,48 @@
+"""Send a summary's metrics (``batch/metrics.py``) through Airflow's ``Stats``.
+
+Whatever the deployment configured under ``[metrics]`` (StatsD, Datadog, OpenTelemetry, or
+nothing) receives them; names in ``docs/metrics.md``. A metrics backend that fails never fails the
+task: the numbers are also in the summary.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _stats() -> Any:
+    try:
+        from airflow.sdk.observability.stats import Stats  # Airflow 3.2+
+    except ImportError:  # Airflow 3.1
+        from airflow.stats import Stats  # type: ignore[no-redef,unused-ignore]
+    return Stats
+
+
+def emit(summary: Mapping[str, Any] | None, context: Any, step: bool = False) -> None:
+    """The metrics of a Results summary, or with ``step`` those of the final task's summary."""
+    if not summary:
+        return
+    from airflow_llm_batch.batch.metrics import results_metrics, step_metrics
+
+    ti = context["ti"]
+    tags = {
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "provider": str(summary.get("provider") or ""),
+        "model": str(summary.get("model") or ""),
+    }
+    try:
+        stats = _stats()
+        for metric in step_metrics(summary) if step else results_metrics(summary):
+            if metric.kind == "incr":
+                stats.incr(metric.name, int(metric.value), tags=tags)
+            elif metric.kind == "gauge":
+                stats.gauge(metric.name, metric.value, tags=tags)
+            else:
+                stats.timing(metric.name, metric.value, tags=tags)
+    except Exception as error:  # a metrics backend is never a reason to fail a finished step
+        log.warning("Could not send the llm_batch metrics: %s", error)
