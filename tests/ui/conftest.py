@@ -25,6 +25,7 @@ DAG_ID = "nightly_ticket_triage"
 RUN_ID = "ui_test_run"
 API_KEY = "ui-test-key"
 RUN_TIMEOUT_SECONDS = 240
+OUTSIDER = "outsider"
 
 
 def _load_ui_script() -> Any:
@@ -53,8 +54,13 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         ui_script.free_port(),
         emulator,
         api_key=API_KEY,
-        # Runs start only when the test triggers them, not on the DAG's own schedule.
-        env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},
+        env={
+            # Runs start only when the test triggers them, not on the DAG's own schedule.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            # A user without rights on the DAG (test_dashboard.py): SimpleAuthManager, which standalone
+            # insists on, lets a signed-in user with no role read nothing.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{OUTSIDER}:",
+        },
     )
     try:
         stack.start()
