@@ -26,6 +26,7 @@ RUN_ID = "ui_test_run"
 API_KEY = "ui-test-key"
 RUN_TIMEOUT_SECONDS = 240
 OUTSIDER = "outsider"
+GATES_DAG_ID = "e2e_gates"
 
 
 def _load_ui_script() -> Any:
@@ -44,6 +45,8 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     dags = home / "dags"
     dags.mkdir()
     shutil.copy(ROOT / "dags_examples" / f"{DAG_ID}.py", dags)
+    # A step with quality gates in warn mode, for the dashboard's gate column (test_dashboard.py).
+    shutil.copy(ROOT / "tests" / "e2e" / "dags" / f"{GATES_DAG_ID}.py", dags)
     # Batches take 12 s: a trigger that fires within a few seconds of the deferral can beat the
     # scheduler's handling of the sensor's first leg on a busy machine, and Airflow then fails the
     # task ("finished with state success, but the task instance's state attribute is queued").
@@ -60,6 +63,7 @@ def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
             # A user without rights on the DAG (test_dashboard.py): SimpleAuthManager, which standalone
             # insists on, lets a signed-in user with no role read nothing.
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"admin:admin,{OUTSIDER}:",
+            "E2E_GATE_MODE": "warn",
         },
     )
     try:
