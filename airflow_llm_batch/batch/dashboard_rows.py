@@ -41,12 +41,19 @@ def step_row(run_id: str, step: str, summary: Mapping[str, Any], batch_ids: list
         "retries": max(0, int(summary.get("attempts") or summary.get("attempt") or 1) - 1),
         "cost": batch_cost,
         "savings": cost.get("savings"),
-        "cost_per_success": round(batch_cost / succeeded, 6) if batch_cost is not None and succeeded else None,
+        "cost_per_success": _per_success(cost, succeeded),
         "turnaround_seconds": summary.get("batch_age_seconds"),
         "gates_set": "gates" in summary,  # no key: the task had no gate to judge
         "gates": list(summary.get("gates") or []),
         "batch_ids": batch_ids,
     }
+
+
+def _per_success(cost: Mapping[str, Any], succeeded: int) -> float | None:
+    """The summary's own cost per succeeded item; for summaries written before it had one, worked out."""
+    if "per_succeeded_item" in cost:
+        return cost["per_succeeded_item"]
+    return round(cost["batch"] / succeeded, 6) if cost.get("batch") is not None and succeeded else None
 
 
 def step_rows(entries: Iterable[tuple[str, str, Any]]) -> list[dict[str, Any]]:

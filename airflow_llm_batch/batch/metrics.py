@@ -72,8 +72,11 @@ def step_metrics(summary: Mapping[str, Any]) -> list[Metric]:
     if items:
         metrics.append(Metric("gauge", _name("step", "success_rate"), round(succeeded / items, 4)))
     cost = summary.get("cost") or {}
-    if cost.get("batch") is not None and succeeded:
-        metrics.append(Metric("gauge", _name("step", "cost_per_success_usd"), float(cost["batch"]) / succeeded))
+    per_success = cost.get("per_succeeded_item")
+    if per_success is None and cost.get("batch") is not None and succeeded:
+        per_success = float(cost["batch"]) / succeeded
+    if per_success is not None:
+        metrics.append(Metric("gauge", _name("step", "cost_per_success_usd"), float(per_success)))
     return metrics + _gate_metrics(summary)
 
 
