@@ -22,7 +22,7 @@ from pathlib import Path
 PACKAGE = "airflow_llm_batch"
 ROOT = Path(__file__).resolve().parent.parent / PACKAGE
 
-AIRFLOW_FACING = ("operators", "sensors", "triggers", "hooks", "links", "task_group", "io")
+AIRFLOW_FACING = ("operators", "sensors", "triggers", "hooks", "links", "task_group", "io", "plugins", "metrics")
 FORBIDDEN: tuple[tuple[str, tuple[str, ...], str], ...] = (
     (
         f"{PACKAGE}.batch",
