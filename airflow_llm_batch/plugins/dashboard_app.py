@@ -17,7 +17,7 @@ from airflow.models.dagrun import DagRun
 from airflow.models.xcom import XComModel
 from fastapi import Depends, FastAPI
 from fastapi.responses import HTMLResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from airflow_llm_batch.batch.dashboard_rows import is_summary, step_rows
 from airflow_llm_batch.plugins.dashboard_page import PAGE
@@ -37,12 +37,29 @@ def create_app() -> FastAPI:
     def dags(user: GetUserDep, session: SessionDep) -> dict[str, Any]:
         """The DAGs this user may read that have LLM batch summaries."""
         allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET", session=session)
-        rows = session.execute(
-            select(XComModel.dag_id, XComModel.value)
+        # One value per task (its latest run's), not every run's: enough to tell a Results or
+        # final task from the rest, and cheap on a metadata DB with years of XCom.
+        latest = session.execute(
+            select(XComModel.dag_id, XComModel.task_id, func.max(XComModel.dag_run_id))
             .where(XComModel.key == "return_value", XComModel.dag_id.in_(allowed))
-            .order_by(XComModel.dag_id)
-        )
-        found = {dag_id for dag_id, value in rows if is_summary(_value(value))}
+            .group_by(XComModel.dag_id, XComModel.task_id)
+        ).all()
+        found: set[str] = set()
+        for dag_id, task_id, dag_run_id in latest:
+            if dag_id in found:
+                continue
+            value = session.scalar(
+                select(XComModel.value)
+                .where(
+                    XComModel.dag_id == dag_id,
+                    XComModel.task_id == task_id,
+                    XComModel.dag_run_id == dag_run_id,
+                    XComModel.key == "return_value",
+                )
+                .limit(1)
+            )
+            if is_summary(_value(value)):
+                found.add(dag_id)
         return {"dag_ids": sorted(found)}
 
     @app.get("/api/dags/{dag_id}/steps", dependencies=[Depends(requires_access_dag("GET", DagAccessEntity.XCOM))])

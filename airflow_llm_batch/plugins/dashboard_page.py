@@ -90,9 +90,10 @@ async function start() {
   try {
     const {dag_ids} = await getJson("api/dags");
     select.innerHTML = dag_ids.map((d) => `<option>${esc(d)}</option>`).join("");
-    const wanted = new URLSearchParams(location.search).get("dag_id");
+    // The DAG asked for in the address, else the one picked last (the UI may draw the frame again).
+    const wanted = new URLSearchParams(location.search).get("dag_id") || localStorage.getItem("llmBatchesDag");
     if (wanted && dag_ids.includes(wanted)) select.value = wanted;
-    select.onchange = () => show(select.value);
+    select.onchange = () => { localStorage.setItem("llmBatchesDag", select.value); show(select.value); };
     if (dag_ids.length) await show(select.value);
     else document.getElementById("status").textContent = "no DAG with LLM batch summaries you may read";
   } catch (error) { document.getElementById("status").textContent = String(error); }
