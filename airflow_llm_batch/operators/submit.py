@@ -38,6 +38,9 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param model: the provider's model name.
     :param conn_id: the connection; its type picks the provider.
     :param kind: ``"chat"`` or ``"embedding"``.
+    :param endpoint: OpenAI only: ``"chat"`` (chat completions) or ``"responses"`` (the Responses
+        API); unset: chat completions, or Responses for the models served only there
+        (``batch/backends/openai_endpoints.py``). The result rows are the same on both.
     :param system_prompt: the system message of every request.
     :param parameters: extra body parameters (``max_tokens``, ``temperature``, ``dimensions``...).
     :param response_schema: a JSON schema dict or pydantic model class; outputs are validated.
@@ -97,6 +100,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         prompt_template: str | None = None,
         conn_id: str = "llm_batch_default",
         kind: str = "chat",
+        endpoint: str | None = None,
         system_prompt: str | None = None,
         parameters: Mapping[str, Any] | None = None,
         response_schema: Any = None,
@@ -123,6 +127,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.prompt_template = prompt_template
         self.conn_id = conn_id
         self.kind = _kind(kind)
+        self.endpoint = endpoint
         self.system_prompt = system_prompt
         self.parameters = dict(parameters or {})
         self.response_schema = response_schema
@@ -155,6 +160,10 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
         if not isinstance(self.preflight, bool | Mapping):  # its content is checked at execute
             raise ConfigurationError(f"{self.task_id}: preflight must be True, False or a mapping (docs/preflight.md)")
+        if self.endpoint is not None:
+            from airflow_llm_batch.batch.backends.openai_endpoints import choose_endpoint
+
+            choose_endpoint(self.kind, str(self.model), self.endpoint)  # a name it does not know: refused at parse
         if self.kind is Kind.EMBEDDING:
             self._check_embeddings()
         if self.kind is Kind.EMBEDDING and self.response_schema is not None:
@@ -196,7 +205,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             system_prompt=self.system_prompt or None,
             parameters=self.parameters,
             response_schema=ResponseSchema.coerce(self.response_schema),
-            options=self.provider_options,
+            options={**self.provider_options, "endpoint": self.endpoint} if self.endpoint else self.provider_options,
         )
         first = FirstRound(
             task=self.task_id,

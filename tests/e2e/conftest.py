@@ -97,6 +97,10 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
             password=API_KEY,
             extra={"limits": {"max_requests": SMALL_BATCH}},
         )
+    # OpenAI batches on the Responses API, chosen by the connection (``endpoint`` extra).
+    box.set_connection(
+        "openai_responses", "llm_batch_openai", host=urls["openai"], password=API_KEY, extra={"endpoint": "responses"}
+    )
     # BigQuery (source and sink) and Vertex AI; the token is any string, the emulator does not check it.
     google = {"project": GCP_PROJECT, "bigquery_endpoint": emulator.bigquery_url}
     box.set_connection("google_cloud_default", "google_cloud_platform", password=API_KEY, extra=google)

@@ -51,7 +51,7 @@ def test_unknown_purpose_and_unknown_file_are_refused(client: OpenAI) -> None:
 @pytest.mark.parametrize(
     ("endpoint", "metadata"),
     [
-        ("/v1/responses", None),
+        ("/v1/moderations", None),  # a real endpoint the emulator does not serve
         ("/v1/chat/completions", {f"k{i}": "v" for i in range(17)}),
         ("/v1/chat/completions", {"k" * 65: "v"}),
         ("/v1/chat/completions", {"k": "v" * 513}),

@@ -269,10 +269,15 @@ def test_reasoning_models_refuse_max_tokens_and_a_custom_temperature():
 
 
 def test_a_model_served_only_on_the_responses_api_is_refused_on_chat_completions():
+    """Only when the job asks for chat completions: left alone, such a model goes to Responses."""
     body = {"model": "gpt-5-pro", "messages": [{"role": "user", "content": "x"}]}
-    [problem] = _problems(OPENAI, body, "gpt-5-pro")
-    assert "field 'model' is served only on /v1/responses" in problem
-    assert _problems(OPENAI, body, "gpt-5-pro", PreflightSettings(skip=frozenset({"responses_only"}))) == []
+    on_chat = RequestSpec(model="gpt-5-pro", kind=Kind.CHAT, options={"endpoint": "chat"})
+    [problem] = Preflight(OPENAI, on_chat).body_problems(body, "gpt-5-pro")
+    assert "field 'model' is served only on /v1/responses" in problem and "endpoint" in problem
+    skipped = PreflightSettings(skip=frozenset({"responses_only"}))
+    assert Preflight(OPENAI, on_chat, skipped).body_problems(body, "gpt-5-pro") == []
+    automatic = RequestSpec(model="gpt-5-pro", kind=Kind.CHAT)
+    assert Preflight(OPENAI, automatic).body_problems(OPENAI.build_body(automatic, "x"), "gpt-5-pro") == []
 
 
 def test_strict_json_schema_needs_closed_objects_and_every_property_required():

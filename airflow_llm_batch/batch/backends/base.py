@@ -188,6 +188,11 @@ class BatchBackend(ABC):
     def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
         """One line of the chunk file, in the form :meth:`submit_chunk` sends."""
 
+    def request_endpoint(self, spec: RequestSpec) -> str | None:
+        """The API path the job's requests run against where the provider has several for one kind
+        (OpenAI: chat completions or Responses); ``None`` where the kind decides it."""
+        return None
+
     def line_encoder(self, spec: RequestSpec) -> LineEncoder | None:
         """Optionally, a faster way from a rendered prompt to its line's bytes (``line_encoder.py``);
         ``None``: the lines are built with :meth:`build_body` and :meth:`build_line`."""

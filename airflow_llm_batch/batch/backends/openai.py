@@ -19,6 +19,12 @@ from airflow_llm_batch.batch.backends.base import (
     ProviderLimits,
     RequestSpec,
 )
+from airflow_llm_batch.batch.backends.openai_endpoints import (
+    RESPONSES,
+    choose_endpoint,
+    responses_body_template,
+    responses_outcome,
+)
 from airflow_llm_batch.batch.backends.openai_lines import read_chat_block, succeeded_chat_line
 from airflow_llm_batch.batch.backends.storage_cleanup import StorageCleanup
 from airflow_llm_batch.batch.records import (
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
 
     from airflow_llm_batch.batch.backends.base import LineEncoder
 
-ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}
+ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}  # the defaults
 META_JOB = "airflow_job_key"
 META_CHUNK = "airflow_chunk"
 # How many of the newest batches a lookup by job key reads (ten list pages) before it gives up.
@@ -79,7 +85,8 @@ class OpenAIBackend(BatchBackend):
     console_url_template = "https://platform.openai.com/batches/{batch_id}"
 
     # The parts of a chat body that every item of a job shares, built on its first item.
-    _chat_body: tuple[RequestSpec, dict[str, Any], bool] | None = None
+    _chat_body: tuple[RequestSpec, dict[str, Any], str | None] | None = None
+    _endpoint: tuple[RequestSpec, str] | None = None
 
     # Building requests ---------------------------------------------------------------------
     def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]:
@@ -87,9 +94,19 @@ class OpenAIBackend(BatchBackend):
             return {"model": spec.model, "input": text, **spec.parameters}
         shared = self._chat_body
         if shared is None or shared[0] is not spec:
-            shared = self._chat_body = (spec, _chat_body_template(spec), "messages" not in spec.parameters)
+            if self.request_endpoint(spec) == RESPONSES:
+                template = responses_body_template(
+                    spec.model, spec.system_prompt, spec.parameters, spec.response_schema
+                )
+                shared = (spec, template, None if "input" in spec.parameters else "input")
+            else:
+                shared = (spec, _chat_body_template(spec), None if "messages" in spec.parameters else "messages")
+            self._chat_body = shared
+        # (``parameters`` may replace the prompt's key, as they may replace any key)
         body = shared[1].copy()
-        if shared[2]:  # (``parameters`` may replace the messages, as they may replace any key)
+        if shared[2] == "input":  # Responses: the prompt is the ``input`` string
+            body["input"] = text
+        elif shared[2] == "messages":
             user = {"role": "user", "content": text}
             body["messages"] = (
                 [{"role": "system", "content": spec.system_prompt}, user] if spec.system_prompt else [user]
@@ -97,7 +114,21 @@ class OpenAIBackend(BatchBackend):
         return body
 
     def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
-        return {"custom_id": custom_id, "method": "POST", "url": ENDPOINTS[spec.kind], "body": body}
+        return {"custom_id": custom_id, "method": "POST", "url": self.request_endpoint(spec), "body": body}
+
+    def request_endpoint(self, spec: RequestSpec) -> str:
+        """``/v1/chat/completions``, ``/v1/responses`` or ``/v1/embeddings`` (``openai_endpoints``): the
+        operator's ``endpoint=``, else the connection's ``endpoint`` extra, else chosen by the model."""
+        known = self._endpoint
+        if known is None or known[0] is not spec:  # (asked once per line where lines are built one by one)
+            requested = spec.options.get("endpoint") or self.config.extra.get("endpoint")
+            if spec.kind is Kind.EMBEDDING and not spec.options.get("endpoint"):
+                requested = None  # a connection's chat endpoint does not apply to embedding jobs
+            known = self._endpoint = (spec, choose_endpoint(spec.kind, spec.model, requested))
+        return known[1]
+
+    def check_spec(self, spec: RequestSpec) -> None:
+        self.request_endpoint(spec)  # an endpoint that cannot take the job's kind: refused before any I/O
 
     def line_encoder(self, spec: RequestSpec) -> LineEncoder | None:
         """Chat lines from fixed JSON fragments around the id and the prompt (``line_encoder.py``)."""
@@ -143,7 +174,7 @@ class OpenAIBackend(BatchBackend):
             )
         batch = self.client.batches.create(
             input_file_id=uploaded.id,
-            endpoint=ENDPOINTS[spec.kind],  # type: ignore[arg-type]
+            endpoint=_chunk_endpoint(chunk) or self.request_endpoint(spec),  # type: ignore[arg-type]
             completion_window="24h",
             metadata=_metadata(job_key, chunk.index),
             **output_expiry,
@@ -252,6 +283,18 @@ def file_expiry(spec: RequestSpec) -> int | None:
     return value
 
 
+def _chunk_endpoint(chunk: ChunkFile) -> str | None:
+    """The ``url`` of the chunk's first line: a retry round copies its lines from the first round's
+    files (with their endpoint) and knows only the model and kind of the job, not its options."""
+    with chunk.path.open("rb") as stream:
+        first = stream.readline()
+    try:
+        url = jsonl.loads(first).get("url") if first.strip() else None
+    except (jsonl.JSONDecodeError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
+
+
 def _chat_body_template(spec: RequestSpec) -> dict[str, Any]:
     """A chat body with every key in its place; only ``messages`` differs from item to item."""
     body: dict[str, Any] = {"model": spec.model, "messages": None, **spec.parameters}
@@ -331,6 +374,8 @@ def parse_result_line(line: str | bytes, kind: Kind) -> RawOutcome:
     if response is None or response.get("status_code") != 200:
         return _failed_line(custom_id, response, error)
     body = response.get("body") or {}
+    if body.get("object") == "response":  # a line of a /v1/responses batch
+        return responses_outcome(custom_id, body)
     usage = body.get("usage") or {}
     if kind is Kind.EMBEDDING:
         data = body.get("data") or []

@@ -30,6 +30,7 @@ from airflow_llm_batch.batch.preflight.models import (
     output_limit_problem,
     strict_schema_problems,
 )
+from airflow_llm_batch.batch.preflight.responses import responses_rules
 from airflow_llm_batch.batch.preflight.sdk_types import BodyType, body_type
 from airflow_llm_batch.batch.pricing import BYTES_PER_TOKEN
 from airflow_llm_batch.batch.records import Kind
@@ -88,6 +89,7 @@ class Preflight:
     def __init__(self, backend: BatchBackend, spec: RequestSpec, settings: PreflightSettings | None = None) -> None:
         self.settings = settings = settings or PreflightSettings()
         self.backend, self.spec = backend, spec
+        self._endpoint = backend.request_endpoint(spec)  # OpenAI: chat completions or Responses
         self.enabled = settings.enabled
         self._table = ModelTable(settings.models)
         self._body_type: BodyType | bool | None = False  # False: not looked up yet
@@ -143,7 +145,9 @@ class Preflight:
                 )
         facts = self._facts(model)
         rules: list[tuple[str, str]] = []
-        if self.backend.provider == "openai" and self.spec.kind is Kind.CHAT:
+        if self.backend.provider == "openai" and self._endpoint == "/v1/responses":
+            rules += responses_rules(body, facts, skip)
+        elif self.backend.provider == "openai" and self.spec.kind is Kind.CHAT:
             if facts is not None:
                 rules += openai_rules(body, facts, skip)
             if "strict_schema" not in skip:
@@ -193,7 +197,7 @@ class Preflight:
     def _type(self) -> BodyType | None:
         if self._body_type is False:
             placement = "gemini_field_placement" not in self.settings.skip
-            self._body_type = body_type(self.backend.provider, self.spec.kind, placement=placement)
+            self._body_type = body_type(self.backend.provider, self.spec.kind, self._endpoint, placement=placement)
             if self._body_type is None:
                 log.info("No SDK request type to check %s bodies against: skipped", self.backend.provider)
         return self._body_type if isinstance(self._body_type, BodyType) else None

@@ -124,7 +124,12 @@ def openai_rules(body: Mapping[str, Any], facts: ModelFacts, skip: frozenset[str
         problems.append(("temperature", f"is {temperature}; reasoning models take only the default (1): remove it"))
     if facts.responses_only and "responses_only" not in skip:
         # Served only on /v1/responses (reported: BerriAI/litellm#15258, langchain-ai/langchain#34306).
-        problems.append(("model", "is served only on /v1/responses, not chat completions; choose a chat model"))
+        problems.append(
+            (
+                "model",
+                "is served only on /v1/responses, not chat completions; set endpoint='responses' (or leave it unset)",
+            )
+        )
     return problems
 
 

@@ -13,6 +13,7 @@ import base64
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +92,19 @@ def short_id(*parts: str) -> str:
 
 
 def success_line(
-    batch_id: str, endpoint: str, custom_id: str, body: dict[str, Any], invalid_output: bool, created: int
+    batch_id: str,
+    endpoint: str,
+    custom_id: str,
+    body: dict[str, Any],
+    invalid_output: bool,
+    created: int,
+    answer: Callable[[str, str, dict[str, Any], bool, int], tuple[dict[str, Any], Usage]] | None = None,
 ) -> tuple[dict[str, Any], Usage]:
-    """The output-file line of a request that succeeded, and the tokens it used."""
-    if endpoint == "/v1/embeddings":
+    """The output-file line of a request that succeeded, and the tokens it used; ``answer`` builds
+    the body of an endpoint this module does not know (``responses_api.response_body``)."""
+    if answer is not None:
+        response_body, usage = answer(batch_id, custom_id, body, invalid_output, created)
+    elif endpoint == "/v1/embeddings":
         response_body, usage = embedding_body(body)
     else:
         response_body, usage = chat_completion_body(batch_id, custom_id, body, invalid_output, created)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_llm_batch.emulator.ledger import BatchEntry, job_key_from_tags
-from airflow_llm_batch.emulator.openai import lines
+from airflow_llm_batch.emulator.openai import lines, responses_api
 from airflow_llm_batch.emulator.openai.batch import DAY, Batch, BatchItem, Progress
 from airflow_llm_batch.emulator.openai.quota import DEFAULT_ORGANIZATION, batch_load, quota_error
 from airflow_llm_batch.emulator.openai.strict import DEFAULT_SERVED_MODELS, check_line
@@ -259,8 +259,9 @@ class OpenAIService:
             elif item.error_kind is not None:
                 errors.append(lines.dumps(lines.http_error_line(batch.id, item.custom_id, item.error_kind)))
             else:
+                answer = responses_api.response_body if batch.endpoint == responses_api.ENDPOINT else None
                 line, usage = lines.success_line(
-                    batch.id, batch.endpoint, item.custom_id, item.body, item.invalid_output, created
+                    batch.id, batch.endpoint, item.custom_id, item.body, item.invalid_output, created, answer
                 )
                 text = lines.dumps(line)
                 output.append(text[: len(text) // 2] if item.malformed_line else text)
@@ -287,7 +288,10 @@ def _plan_items(
     served = scenario.openai_served_models or DEFAULT_SERVED_MODELS
     items = []
     for (custom_id, body), seen in zip(requests, occurrences, strict=True):
-        refusal = check_line(endpoint, body, served) if scenario.strict else None
+        refusal = None
+        if scenario.strict:
+            on_responses = endpoint == responses_api.ENDPOINT
+            refusal = responses_api.check_line(body, served) if on_responses else check_line(endpoint, body, served)
         items.append(
             BatchItem(
                 custom_id,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_llm_batch.emulator import fake_llm
-from airflow_llm_batch.emulator.openai import lines
+from airflow_llm_batch.emulator.openai import lines, responses_api
 from airflow_llm_batch.emulator.quotas import Load, Refusal
 
 DEFAULT_ORGANIZATION = "org-emulator"
@@ -26,15 +26,19 @@ QUOTA_ERRORS = {
 
 def batch_load(endpoint: str, requests: list[tuple[str, dict[str, Any]]]) -> Load:
     """What a batch counts against queue quotas: its requests, their input tokens (the emulator's
-    tokenizer), and their output allowances (``max_completion_tokens`` or ``max_tokens``)."""
+    tokenizer), and their output allowances (``max_completion_tokens`` or ``max_tokens``; Responses:
+    ``max_output_tokens``)."""
     input_tokens = allowance = 0
     for _, body in requests:
         if endpoint == "/v1/embeddings":
             input_tokens += sum(fake_llm.count_tokens(text) for text in lines.embedding_inputs(body))
             continue
-        system, user = lines.chat_texts(body)
+        on_responses = endpoint == responses_api.ENDPOINT
+        system, user = responses_api.texts(body) if on_responses else lines.chat_texts(body)
         input_tokens += fake_llm.count_tokens((system or "") + user)
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
+        if on_responses:
+            limit = body.get("max_output_tokens")
         allowance += limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else 0
     return Load(len(requests), input_tokens, allowance)
 

@@ -25,7 +25,7 @@ KNOWN_ENDPOINTS = (
     "/v1/images/edits",
     "/v1/videos",
 )
-SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings")
+SUPPORTED_ENDPOINTS = ("/v1/chat/completions", "/v1/embeddings", "/v1/responses")
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
 MAX_METADATA_VALUE = 512
