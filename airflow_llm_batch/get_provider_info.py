@@ -45,6 +45,31 @@ CONNECTION_FORMS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "llm_batch_openai_compatible": {
+        "hook-name": "LLM Batch: OpenAI-compatible host",
+        "conn-fields": {
+            "metadata": {
+                "label": "Keeps batch metadata",
+                "description": "true if the host stores batch metadata and lists it back: batches are then "
+                "tagged with the job key and found again after a lost create response. Default false.",
+                "schema": {"type": ["boolean", "null"], "default": False},
+            },
+            "endpoints": {
+                "label": "Endpoints served",
+                "description": "Comma-separated: chat, responses, embeddings. Empty: any.",
+                "schema": {"type": ["string", "null"]},
+            },
+            "work_dir": _WORK_DIR_FIELD,
+        },
+        "ui-field-behaviour": {
+            **_API_KEY_FORM,
+            "placeholders": {
+                "password": "the host's API key",
+                "host": "the host's base URL ending in /v1, e.g. https://api.groq.com/openai/v1",
+                "extra": '{"limits": {"max_requests": 10000}}',
+            },
+        },
+    },
     "llm_batch_anthropic": {
         "hook-name": "LLM Batch: Anthropic",
         "conn-fields": {"work_dir": _WORK_DIR_FIELD},
@@ -136,6 +161,11 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchOpenAIHook",
                 "connection-type": "llm_batch_openai",
                 **CONNECTION_FORMS["llm_batch_openai"],
+            },
+            {
+                "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchOpenAICompatibleHook",
+                "connection-type": "llm_batch_openai_compatible",
+                **CONNECTION_FORMS["llm_batch_openai_compatible"],
             },
             {
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchAnthropicHook",

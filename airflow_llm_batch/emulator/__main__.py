@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from airflow_llm_batch.emulator.scenario import BATCH_OUTCOMES, ITEM_ERROR_KINDS, Scenario, ScenarioError
+from airflow_llm_batch.emulator.scenario import (
+    BATCH_OUTCOMES,
+    ITEM_ERROR_KINDS,
+    OPENAI_METADATA_MODES,
+    Scenario,
+    ScenarioError,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +75,11 @@ def add_edge_flags(parser: argparse.ArgumentParser) -> None:
         "--no-strict", dest="strict", action="store_false", default=None, help="answer bodies a real service refuses"
     )
     parser.add_argument(
+        "--openai-metadata",
+        choices=OPENAI_METADATA_MODES,
+        help="batch metadata: kept (OpenAI), or dropped / refused (an OpenAI-compatible host without it)",
+    )
+    parser.add_argument(
         "--openai-served-models", metavar="PATTERN,...", help="OpenAI models served (fnmatch patterns, comma-separated)"
     )
 
@@ -88,6 +99,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         "openai_short_output_reads": args.openai_short_output_reads,
         "finalizing_seconds": args.finalizing_seconds,
         "strict": args.strict,
+        "openai_metadata": args.openai_metadata,
     }
     fields.update({name: value for name, value in flags.items() if value is not None})
     if args.item_error:

@@ -31,6 +31,7 @@ ITEM_ERROR_KINDS: tuple[str, ...] = (
     "context_length",
 )
 BATCH_OUTCOMES: tuple[str, ...] = ("completed", "failed", "expired", "cancelled")
+OPENAI_METADATA_MODES: tuple[str, ...] = ("kept", "dropped", "refused")
 FAULT_STATUSES: tuple[int, ...] = (429, 500, 503)
 
 
@@ -116,6 +117,10 @@ class Scenario:
         well-formed batch, whatever its bodies hold.
     :param openai_served_models: the OpenAI models the emulated account serves (``fnmatch``
         patterns); other models get 404 lines in strict mode. None: ``openai/strict.py``'s default.
+    :param openai_metadata: how the emulated OpenAI treats batch ``metadata``: ``kept`` (OpenAI
+        itself), or as an OpenAI-compatible host without it (issue 15; kluster.ai's docs list the
+        OpenAI properties it does not use): ``dropped`` (accepted, never shown again: batches list
+        with ``metadata: null``) or ``refused`` (400 "Unrecognized request argument supplied: metadata").
     :param gemini_camel_case_file_lines: strict mode also refuses snake_case field names in Gemini
         input-file lines (off by default: proto JSON accepts both spellings; see docs/emulator.md).
     """
@@ -143,6 +148,7 @@ class Scenario:
     strict: bool = True
     openai_served_models: list[str] | None = None
     gemini_camel_case_file_lines: bool = False
+    openai_metadata: str = "kept"
 
     def __post_init__(self) -> None:
         self.http_faults = [f if isinstance(f, HttpFault) else _fault_from_dict(f) for f in self.http_faults]
@@ -163,6 +169,8 @@ class Scenario:
             _check_rate(f"item_errors.{kind}", rate)
         _check_rate("invalid_output_rate", self.invalid_output_rate)
         _check_rate("malformed_line_rate", self.malformed_line_rate)
+        if self.openai_metadata not in OPENAI_METADATA_MODES:
+            raise ScenarioError(f"openai_metadata {self.openai_metadata!r} is not one of {OPENAI_METADATA_MODES}")
         if self.batch_outcome not in BATCH_OUTCOMES:
             raise ScenarioError(f"batch_outcome {self.batch_outcome!r} is not one of {BATCH_OUTCOMES}")
         for name in ("max_requests_per_batch", "max_bytes_per_batch"):

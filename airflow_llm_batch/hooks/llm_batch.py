@@ -24,6 +24,7 @@ from airflow_llm_batch.http_logs import has_userinfo, quiet_http_client_logs, re
 PROVIDER_BY_CONN_TYPE = {
     "llm_batch_openai": "openai",
     "openai": "openai",
+    "llm_batch_openai_compatible": "openai_compatible",
     "llm_batch_anthropic": "anthropic",
     "anthropic": "anthropic",
     "llm_batch_gemini": "gemini",
@@ -231,3 +232,13 @@ class LLMBatchVertexHook(LLMBatchHook):
     conn_type = "llm_batch_vertex"
     hook_name = "LLM Batch: Vertex AI"
     default_conn_name = "llm_batch_vertex_default"
+
+
+class LLMBatchOpenAICompatibleHook(LLMBatchHook):
+    """An OpenAI-compatible batch API (Groq, DeepInfra, a gateway...): host = its base URL ending in
+    ``/v1``; extras say what it supports: ``metadata`` (batch tags, default false), ``endpoints``,
+    ``limits`` (``docs/platforms.md``)."""
+
+    conn_type = "llm_batch_openai_compatible"
+    hook_name = "LLM Batch: OpenAI-compatible host"
+    default_conn_name = "llm_batch_openai_compatible_default"

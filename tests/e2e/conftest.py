@@ -101,6 +101,8 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
     box.set_connection(
         "openai_responses", "llm_batch_openai", host=urls["openai"], password=API_KEY, extra={"endpoint": "responses"}
     )
+    # An OpenAI-compatible host (the emulated OpenAI; tests switch it to refusing batch metadata).
+    box.set_connection("openai_compatible", "llm_batch_openai_compatible", host=urls["openai"], password=API_KEY)
     # BigQuery (source and sink) and Vertex AI; the token is any string, the emulator does not check it.
     google = {"project": GCP_PROJECT, "bigquery_endpoint": emulator.bigquery_url}
     box.set_connection("google_cloud_default", "google_cloud_platform", password=API_KEY, extra=google)

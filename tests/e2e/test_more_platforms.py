@@ -1,7 +1,8 @@
 """The triage DAG on more places to run the same step: switching the connection and the model only.
 
 OpenAI's Responses API (chosen by the connection's ``endpoint`` extra, or by a model served only
-there): one row per ticket, the same columns as everywhere, structured output validated.
+there), and an OpenAI-compatible host that refuses batch metadata: one row per ticket, the same
+columns as everywhere, structured output validated.
 """
 
 from __future__ import annotations
@@ -44,3 +45,15 @@ def test_the_triage_dag_runs_on_openai_responses(dag_runner, conn_id, model):
         and '"max_output_tokens":200' in first
         and '"format":{"type":"json_schema"' in first
     )
+
+
+def test_the_triage_dag_runs_on_a_compatible_host_without_tags(dag_runner):
+    dag_runner.emulator.update_scenario(openai_metadata="refused")  # a create with metadata: HTTP 400
+    env = {"LLM_BATCH_TRIAGE_CONN_ID": "openai_compatible", "LLM_BATCH_TRIAGE_MODEL": "gpt-4.1-mini"}
+    logical_date, _ = dag_runner.run("nightly_ticket_triage", env=env)
+    rows = _assert_triage_rows(dag_runner, logical_date, "openai_compatible")
+    assert len({r["batch_id"] for r in rows}) == 1
+    creates = [
+        r for r in dag_runner.emulator.requests("openai") if r["method"] == "POST" and r["path"].endswith("/batches")
+    ]
+    assert len(creates) == 1  # submitted once, untagged, and found again through the record alone

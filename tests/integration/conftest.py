@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,15 @@ from airflow_llm_batch.batch.schema import ResponseSchema
 from tests.integration.harness import collect_rows, submit_items, wait_for
 
 PROVIDERS = ("openai", "anthropic", "gemini")
-MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+MODELS = {
+    "openai": "gpt-4.1-mini",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+    "openai_compatible": "gpt-4.1-mini",
+}
+# Where the same fault tests also run: an OpenAI-compatible host that refuses batch ``metadata``
+# (the emulated OpenAI in its ``openai_metadata="refused"`` mode), reached through the real client.
+WITHOUT_TAGS = ("anthropic", "openai_compatible")
 LABEL_SCHEMA = {
     "type": "object",
     "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}},
@@ -29,6 +38,7 @@ LABEL_SCHEMA = {
 def base_url(emulator: Any, provider: str) -> str:
     return {
         "openai": emulator.openai_base_url,
+        "openai_compatible": emulator.openai_base_url,
         "anthropic": emulator.anthropic_base_url,
         "gemini": emulator.gemini_base_url,
     }[provider]
@@ -56,9 +66,14 @@ class Flow:
 
 
 @pytest.fixture(params=PROVIDERS)
-def flow(request: pytest.FixtureRequest, llm_batch_emulator: Any, tmp_path: Path) -> Flow:
-    provider = request.param
-    llm_batch_emulator.set_scenario(completion_seconds=0.3)
+def flow(request: pytest.FixtureRequest, llm_batch_emulator: Any, tmp_path: Path) -> Iterator[Flow]:
+    yield from flow_for(request.param, llm_batch_emulator, tmp_path)
+
+
+def flow_for(provider: str, llm_batch_emulator: Any, tmp_path: Path) -> Iterator[Flow]:
+    """A backend of ``provider`` on the emulator; an OpenAI-compatible host refuses batch metadata."""
+    metadata = "refused" if provider == "openai_compatible" else "kept"
+    llm_batch_emulator.set_scenario(completion_seconds=0.3, openai_metadata=metadata)
     config = ClientConfig(api_key="k", base_url=base_url(llm_batch_emulator, provider), extra={"max_retries": 0})
     backend = create_backend(provider, config)
     flow = Flow(backend, tmp_path, provider)

@@ -1,4 +1,8 @@
-"""Faults that must not lose an item, on every provider, through the real SDK clients."""
+"""Faults that must not lose an item, on every provider, through the real SDK clients.
+
+Also on an OpenAI-compatible host without batch metadata (``openai_compatible``: the emulated
+OpenAI refusing ``metadata``), where re-attaching relies on the job's record alone.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,15 @@ import pytest
 
 from airflow_llm_batch.batch.job import JobState
 from airflow_llm_batch.exceptions import BatchFailedError
+from tests.integration.conftest import PROVIDERS, WITHOUT_TAGS, flow_for
 
 ITEMS = [{"id": f"item-{n:03d}", "text": f"message {n}"} for n in range(40)]
 IDS = sorted(item["id"] for item in ITEMS)
+
+
+@pytest.fixture(params=(*PROVIDERS, "openai_compatible"))
+def flow(request, llm_batch_emulator, tmp_path):
+    yield from flow_for(request.param, llm_batch_emulator, tmp_path)
 
 
 def _results_by_download(flow):
@@ -114,8 +124,9 @@ def test_a_lost_create_response_is_found_by_tag_where_the_provider_has_tags(flow
     JobState.load(layout.state_file).set_chunk(0, state="intent", batch_id=None)
     _, second = flow.submit(ITEMS)
     batches = llm_batch_emulator.ledger()["batches"]
-    if flow.provider == "anthropic":
-        # No tags at Anthropic: the batch cannot be found, so it is submitted again (documented).
+    if flow.provider in WITHOUT_TAGS:
+        # No tags at Anthropic or on a host without metadata: the batch cannot be found, so it is
+        # submitted again (documented: docs/reliability.md, docs/platforms.md).
         assert len(batches) == 2 and second.batch_ids != first.batch_ids
     else:
         assert len(batches) == 1 and second.batch_ids == first.batch_ids

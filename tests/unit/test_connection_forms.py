@@ -62,3 +62,10 @@ def test_vertex_asks_for_project_and_location(forms):
     extra = forms["llm_batch_vertex"]["extra"]
     assert (extra["project"], extra["location"]) == ("Google Cloud project", "Location")
     assert forms["llm_batch_vertex"]["standard"]["password"]["title"] == "Access token (optional)"
+
+
+def test_an_openai_compatible_host_says_what_it_supports(forms):
+    form = forms["llm_batch_openai_compatible"]
+    assert form["hook_name"] == "LLM Batch: OpenAI-compatible host"
+    assert (form["extra"]["metadata"], form["extra"]["endpoints"]) == ("Keeps batch metadata", "Endpoints served")
+    assert form["standard"]["host"]["title"] == "Base URL" and "/v1" in form["standard"]["host"]["placeholder"]

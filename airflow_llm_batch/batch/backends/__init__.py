@@ -11,6 +11,7 @@ from airflow_llm_batch.exceptions import ConfigurationError
 
 BACKENDS: dict[str, str] = {
     "openai": "airflow_llm_batch.batch.backends.openai:OpenAIBackend",
+    "openai_compatible": "airflow_llm_batch.batch.backends.openai_compatible:OpenAICompatibleBackend",
     "anthropic": "airflow_llm_batch.batch.backends.anthropic:AnthropicBackend",
     "gemini": "airflow_llm_batch.batch.backends.gemini:GeminiBackend",
     "vertex": "airflow_llm_batch.batch.backends.vertex:VertexBackend",

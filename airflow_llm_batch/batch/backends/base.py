@@ -174,6 +174,9 @@ class BatchBackend(ABC):
     embeddings_refusal: ClassVar[str | None] = None
     model_prefix: ClassVar[str | None] = None
     console_url_template: ClassVar[str | None] = None
+    # Whose request bodies this backend sends, where several backends share one API's shape
+    # (OpenAI, OpenAI-compatible hosts, Azure OpenAI: ``"openai"``); ``None``: the provider's own.
+    request_format: ClassVar[str | None] = None
 
     def __init__(self, config: ClientConfig, limits: ProviderLimits | None = None) -> None:
         self.config = config

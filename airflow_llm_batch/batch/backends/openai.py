@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import (
@@ -21,7 +21,9 @@ from airflow_llm_batch.batch.backends.base import (
 )
 from airflow_llm_batch.batch.backends.openai_endpoints import (
     RESPONSES,
+    check_host_serves,
     choose_endpoint,
+    host_flag,
     responses_body_template,
     responses_outcome,
 )
@@ -82,7 +84,9 @@ class OpenAIBackend(BatchBackend):
         custom_id_max_length=512,
         single_model_per_batch=True,
     )
-    console_url_template = "https://platform.openai.com/batches/{batch_id}"
+    console_url_template: ClassVar[str | None] = "https://platform.openai.com/batches/{batch_id}"
+    request_format = "openai"
+    default_metadata: ClassVar[bool] = True
 
     # The parts of a chat body that every item of a job shares, built on its first item.
     _chat_body: tuple[RequestSpec, dict[str, Any], str | None] | None = None
@@ -124,11 +128,14 @@ class OpenAIBackend(BatchBackend):
             requested = spec.options.get("endpoint") or self.config.extra.get("endpoint")
             if spec.kind is Kind.EMBEDDING and not spec.options.get("endpoint"):
                 requested = None  # a connection's chat endpoint does not apply to embedding jobs
-            known = self._endpoint = (spec, choose_endpoint(spec.kind, spec.model, requested))
+            endpoint = choose_endpoint(spec.kind, spec.model, requested)
+            check_host_serves(endpoint, self.config.extra.get("endpoints"))
+            known = self._endpoint = (spec, endpoint)
         return known[1]
 
     def check_spec(self, spec: RequestSpec) -> None:
         self.request_endpoint(spec)  # an endpoint that cannot take the job's kind: refused before any I/O
+        file_expiry(spec)
 
     def line_encoder(self, spec: RequestSpec) -> LineEncoder | None:
         """Chat lines from fixed JSON fragments around the id and the prompt (``line_encoder.py``)."""
@@ -157,9 +164,6 @@ class OpenAIBackend(BatchBackend):
         organization = {"organization": extra.get("organization") or None, "project": extra.get("project") or None}
         return {**self.config.client_kwargs(), **organization}
 
-    def check_spec(self, spec: RequestSpec) -> None:
-        file_expiry(spec)
-
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
         expiry = file_expiry(spec)
@@ -172,13 +176,14 @@ class OpenAIBackend(BatchBackend):
             uploaded = self.client.files.create(
                 file=(chunk.path.name, stream, "application/jsonl"), purpose="batch", **upload_expiry
             )
-        batch = self.client.batches.create(
-            input_file_id=uploaded.id,
-            endpoint=_chunk_endpoint(chunk) or self.request_endpoint(spec),  # type: ignore[arg-type]
-            completion_window="24h",
-            metadata=_metadata(job_key, chunk.index),
-            **output_expiry,
-        )
+        with _metadata_refused(self.provider):
+            batch = self.client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint=_chunk_endpoint(chunk) or self.request_endpoint(spec),  # type: ignore[arg-type]
+                completion_window="24h",
+                **self._tags(job_key, chunk.index),
+                **output_expiry,
+            )
         return batch.id
 
     def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
@@ -192,11 +197,23 @@ class OpenAIBackend(BatchBackend):
                     cleanup.delete(file_id, self.client.files.delete)
         return cleanup
 
+    # Host facts (``docs/platforms.md``): an OpenAI-compatible host may lack batch metadata or an endpoint.
+    @property
+    def keeps_metadata(self) -> bool:
+        """Whether batches are tagged with the job key (``metadata`` extra; OpenAI: yes)."""
+        return host_flag(self.config.extra.get("metadata"), self.default_metadata, "metadata")
+
+    def _tags(self, job_key: JobKey, chunk_index: int) -> dict[str, Any]:
+        return {"metadata": _metadata(job_key, chunk_index)} if self.keeps_metadata else {}
+
     def find_batches(self, job_key: JobKey) -> dict[int, str]:
         """OpenAI cannot filter batches by metadata, so scan the newest ones (the tag is exact).
 
-        The list is newest first, so where a chunk has several batches the newest is kept.
+        The list is newest first, so where a chunk has several batches the newest is kept. A host
+        without metadata has no tags to match: nothing is found, the job's record is all there is.
         """
+        if not self.keeps_metadata:
+            return {}
         wanted = job_key.digest()
         found: dict[int, str] = {}
         for scanned, batch in enumerate(self.client.batches.list(limit=100)):
@@ -281,6 +298,21 @@ def file_expiry(spec: RequestSpec) -> int | None:
             f"{high} (30 days), or None for OpenAI's default; got {value!r}"
         )
     return value
+
+
+@contextlib.contextmanager
+def _metadata_refused(provider: str) -> Iterator[None]:
+    """A host that refuses batch ``metadata`` (HTTP 400 naming it), told in terms of the connection."""
+    try:
+        yield
+    except Exception as error:
+        if getattr(error, "status_code", None) != 400 or "metadata" not in str(getattr(error, "param", "") or error):
+            raise
+        raise ConfigurationError(
+            f"{provider}: the host refused the batch's metadata tags ({type(error).__name__}): set "
+            "\"metadata\": false in the connection's extra (re-attaching then relies on the job's record; "
+            "docs/platforms.md)"
+        ) from error
 
 
 def _chunk_endpoint(chunk: ChunkFile) -> str | None:

@@ -62,6 +62,35 @@ def endpoint_path(name: Any, where: str = "endpoint") -> str:
     return path
 
 
+def check_host_serves(endpoint: str, served: Any) -> None:
+    """Refuse an endpoint the connection says its host does not serve (``endpoints`` extra:
+    a list, or a comma-separated string, of names or paths; unset: every endpoint)."""
+    if served is None or served == "" or served == []:
+        return
+    names = served.split(",") if isinstance(served, str) else list(served)
+    paths = {endpoint_path(name.strip() if isinstance(name, str) else name, "the endpoints extra") for name in names}
+    if endpoint not in paths:
+        raise ConfigurationError(
+            f"the connection says its host serves only {sorted(paths)}, and this job needs {endpoint}: choose "
+            "another endpoint (endpoint= on the operator) or model, or correct the connection's endpoints extra"
+        )
+
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def host_flag(value: Any, default: bool, name: str) -> bool:
+    """A yes/no fact of a connection's extra: JSON true/false, or the text the connection form stores."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ConfigurationError(f"the connection's {name!r} extra must be true or false, not {value!r}")
+
+
 def responses_only(model: str) -> bool:
     """Whether ``model`` is known to be served on ``/v1/responses`` only."""
     return RESPONSES_ONLY_MODELS.fullmatch(model) is not None

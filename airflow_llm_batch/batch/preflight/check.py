@@ -90,6 +90,7 @@ class Preflight:
         self.settings = settings = settings or PreflightSettings()
         self.backend, self.spec = backend, spec
         self._endpoint = backend.request_endpoint(spec)  # OpenAI: chat completions or Responses
+        self._format = backend.request_format or backend.provider  # OpenAI's shape on compatible hosts too
         self.enabled = settings.enabled
         self._table = ModelTable(settings.models)
         self._body_type: BodyType | bool | None = False  # False: not looked up yet
@@ -145,9 +146,9 @@ class Preflight:
                 )
         facts = self._facts(model)
         rules: list[tuple[str, str]] = []
-        if self.backend.provider == "openai" and self._endpoint == "/v1/responses":
+        if self._format == "openai" and self._endpoint == "/v1/responses":
             rules += responses_rules(body, facts, skip)
-        elif self.backend.provider == "openai" and self.spec.kind is Kind.CHAT:
+        elif self._format == "openai" and self.spec.kind is Kind.CHAT:
             if facts is not None:
                 rules += openai_rules(body, facts, skip)
             if "strict_schema" not in skip:
@@ -197,7 +198,7 @@ class Preflight:
     def _type(self) -> BodyType | None:
         if self._body_type is False:
             placement = "gemini_field_placement" not in self.settings.skip
-            self._body_type = body_type(self.backend.provider, self.spec.kind, self._endpoint, placement=placement)
+            self._body_type = body_type(self._format, self.spec.kind, self._endpoint, placement=placement)
             if self._body_type is None:
                 log.info("No SDK request type to check %s bodies against: skipped", self.backend.provider)
         return self._body_type if isinstance(self._body_type, BodyType) else None

@@ -137,6 +137,10 @@ class OpenAIService:
     def create_batch(self, body: Any, account: str = "", organization: str | None = None) -> dict[str, Any]:
         """Create a batch for ``account`` (the API key); ``organization`` names it in quota messages."""
         check_create_params(body)
+        scenario = self.state.scenario
+        if scenario.openai_metadata == "refused" and body.get("metadata") is not None:
+            # An OpenAI-compatible host without batch metadata (scenario ``openai_metadata``).
+            raise OpenAIError(400, "Unrecognized request argument supplied: metadata", param="metadata")
         source = self.get_file(body["input_file_id"])
         if source.purpose != "batch":
             raise OpenAIError(
@@ -145,7 +149,6 @@ class OpenAIService:
                 param="input_file_id",
                 code="invalid_value",
             )
-        scenario = self.state.scenario
         parsed = check_input_file(
             source.content,
             body["endpoint"],
@@ -165,7 +168,7 @@ class OpenAIService:
                 parsed.errors.append(refused)
         batch_id = f"batch_{uuid.uuid4().hex}"
         now = self.state.now()
-        metadata = body.get("metadata")
+        metadata = body.get("metadata") if scenario.openai_metadata == "kept" else None
         job_key = job_key_from_tags(metadata)
         entry = BatchEntry(
             PROVIDER,
