@@ -70,6 +70,31 @@ CONNECTION_FORMS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "llm_batch_azure_openai": {
+        "hook-name": "LLM Batch: Azure OpenAI",
+        "conn-fields": {
+            "api_version": {
+                "label": "API version",
+                "description": "v1 (the /openai/v1/ path, default) or an Azure API version such as 2025-04-01-preview.",
+                "schema": {"type": ["string", "null"], "default": "v1"},
+            },
+            "auth": {
+                "label": "Authentication",
+                "description": "api_key (the password is a key) or entra_id (the password is a Microsoft Entra ID "
+                "token; empty: DefaultAzureCredential from azure-identity).",
+                "schema": {"type": ["string", "null"], "default": "api_key"},
+            },
+            "work_dir": _WORK_DIR_FIELD,
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "login"],
+            "relabeling": {"password": "API key or Entra ID token", "host": "Endpoint"},
+            "placeholders": {
+                "password": "a key of the resource, or an Entra ID access token",
+                "host": "https://<resource>.openai.azure.com; the emulator: http://127.0.0.1:8765/azure",
+            },
+        },
+    },
     "llm_batch_anthropic": {
         "hook-name": "LLM Batch: Anthropic",
         "conn-fields": {"work_dir": _WORK_DIR_FIELD},
@@ -134,7 +159,8 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-llm-batch",
         "name": "LLM Batch",
-        "description": "LLM work through the providers' batch APIs (OpenAI, Anthropic, Gemini) at half price.",
+        "description": "LLM work through the providers' batch APIs (OpenAI, Azure OpenAI, OpenAI-compatible "
+        "hosts, Anthropic, Gemini) at half price.",
         "versions": ["0.2.0", "0.1.0"],
         "integrations": [
             {
@@ -166,6 +192,11 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchOpenAICompatibleHook",
                 "connection-type": "llm_batch_openai_compatible",
                 **CONNECTION_FORMS["llm_batch_openai_compatible"],
+            },
+            {
+                "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchAzureOpenAIHook",
+                "connection-type": "llm_batch_azure_openai",
+                **CONNECTION_FORMS["llm_batch_azure_openai"],
             },
             {
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchAnthropicHook",

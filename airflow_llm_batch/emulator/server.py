@@ -100,6 +100,11 @@ class Emulator:
         return f"{self.url}/openai/v1"
 
     @property
+    def azure_endpoint(self) -> str:
+        """The Azure OpenAI resource endpoint (``azure_endpoint``; the v1 path is ``{it}/openai/v1/``)."""
+        return f"{self.url}/azure"
+
+    @property
     def anthropic_base_url(self) -> str:
         """``base_url`` for ``anthropic.Anthropic`` (no ``/v1``; served once emulator/anthropic exists)."""
         return f"{self.url}/anthropic"

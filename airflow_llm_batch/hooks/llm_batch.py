@@ -25,6 +25,7 @@ PROVIDER_BY_CONN_TYPE = {
     "llm_batch_openai": "openai",
     "openai": "openai",
     "llm_batch_openai_compatible": "openai_compatible",
+    "llm_batch_azure_openai": "azure_openai",
     "llm_batch_anthropic": "anthropic",
     "anthropic": "anthropic",
     "llm_batch_gemini": "gemini",
@@ -242,3 +243,13 @@ class LLMBatchOpenAICompatibleHook(LLMBatchHook):
     conn_type = "llm_batch_openai_compatible"
     hook_name = "LLM Batch: OpenAI-compatible host"
     default_conn_name = "llm_batch_openai_compatible_default"
+
+
+class LLMBatchAzureOpenAIHook(LLMBatchHook):
+    """Azure OpenAI global batch: host = the resource endpoint (``https://<resource>.openai.azure.com``),
+    password = an API key (or an Entra ID token with ``"auth": "entra_id"``), extra ``api_version``
+    (``v1`` by default); the model is the deployment name (``docs/platforms.md``)."""
+
+    conn_type = "llm_batch_azure_openai"
+    hook_name = "LLM Batch: Azure OpenAI"
+    default_conn_name = "llm_batch_azure_openai_default"

@@ -103,6 +103,14 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
     )
     # An OpenAI-compatible host (the emulated OpenAI; tests switch it to refusing batch metadata).
     box.set_connection("openai_compatible", "llm_batch_openai_compatible", host=urls["openai"], password=API_KEY)
+    # Azure OpenAI: the emulated resource, on its versioned path (the model names a deployment).
+    box.set_connection(
+        "azure_openai",
+        "llm_batch_azure_openai",
+        host=emulator.azure_endpoint,
+        password=API_KEY,
+        extra={"api_version": "2025-04-01-preview"},
+    )
     # BigQuery (source and sink) and Vertex AI; the token is any string, the emulator does not check it.
     google = {"project": GCP_PROJECT, "bigquery_endpoint": emulator.bigquery_url}
     box.set_connection("google_cloud_default", "google_cloud_platform", password=API_KEY, extra=google)

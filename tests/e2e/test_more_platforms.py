@@ -1,8 +1,8 @@
 """The triage DAG on more places to run the same step: switching the connection and the model only.
 
 OpenAI's Responses API (chosen by the connection's ``endpoint`` extra, or by a model served only
-there), and an OpenAI-compatible host that refuses batch metadata: one row per ticket, the same
-columns as everywhere, structured output validated.
+there), an OpenAI-compatible host that refuses batch metadata, and Azure OpenAI: one row per
+ticket, the same columns as everywhere, structured output validated.
 """
 
 from __future__ import annotations
@@ -57,3 +57,13 @@ def test_the_triage_dag_runs_on_a_compatible_host_without_tags(dag_runner):
         r for r in dag_runner.emulator.requests("openai") if r["method"] == "POST" and r["path"].endswith("/batches")
     ]
     assert len(creates) == 1  # submitted once, untagged, and found again through the record alone
+
+
+def test_the_triage_dag_runs_on_azure_openai(dag_runner):
+    env = {"LLM_BATCH_TRIAGE_CONN_ID": "azure_openai", "LLM_BATCH_TRIAGE_MODEL": "gpt-4.1-mini"}  # a deployment
+    logical_date, _ = dag_runner.run("nightly_ticket_triage", env=env)
+    rows = _assert_triage_rows(dag_runner, logical_date, "azure_openai")
+    assert {r["model"] for r in rows} == {"gpt-4.1-mini"}
+    requests = dag_runner.emulator.requests("azure_openai")
+    assert requests and all("api-version=2025-04-01-preview" in r["query"] for r in requests)
+    assert dag_runner.emulator.requests("openai") == []

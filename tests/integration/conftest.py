@@ -24,6 +24,7 @@ MODELS = {
     "anthropic": "claude-haiku-4-5",
     "gemini": "gemini-2.5-flash",
     "openai_compatible": "gpt-4.1-mini",
+    "azure_openai": "gpt-4.1-mini",  # a deployment named after its model, as most are
 }
 # Where the same fault tests also run: an OpenAI-compatible host that refuses batch ``metadata``
 # (the emulated OpenAI in its ``openai_metadata="refused"`` mode), reached through the real client.
@@ -39,6 +40,7 @@ def base_url(emulator: Any, provider: str) -> str:
     return {
         "openai": emulator.openai_base_url,
         "openai_compatible": emulator.openai_base_url,
+        "azure_openai": emulator.azure_endpoint,
         "anthropic": emulator.anthropic_base_url,
         "gemini": emulator.gemini_base_url,
     }[provider]

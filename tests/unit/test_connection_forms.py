@@ -69,3 +69,14 @@ def test_an_openai_compatible_host_says_what_it_supports(forms):
     assert form["hook_name"] == "LLM Batch: OpenAI-compatible host"
     assert (form["extra"]["metadata"], form["extra"]["endpoints"]) == ("Keeps batch metadata", "Endpoints served")
     assert form["standard"]["host"]["title"] == "Base URL" and "/v1" in form["standard"]["host"]["placeholder"]
+
+
+def test_azure_openai_asks_for_the_api_version_and_the_authentication(forms):
+    form = forms["llm_batch_azure_openai"]
+    assert form["hook_name"] == "LLM Batch: Azure OpenAI"
+    assert (form["extra"]["api_version"], form["extra"]["auth"]) == ("API version", "Authentication")
+    assert (
+        form["standard"]["host"]["title"] == "Endpoint"
+        and "openai.azure.com" in form["standard"]["host"]["placeholder"]
+    )
+    assert form["standard"]["password"]["title"] == "API key or Entra ID token"

@@ -12,7 +12,9 @@ from airflow_llm_batch import LLMBatchSubmitOperator, LLMBatchCompletionSensor, 
 spec = importlib.util.spec_from_file_location("triage", {str(EXAMPLE)!r})
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
-vendors = ("openai", "anthropic", "google.genai", "google.cloud.bigquery")
+# An operator on the Responses API checks its endpoint when built (without the SDK).
+LLMBatchSubmitOperator(task_id="on_responses", items=[], model="gpt-5-pro", prompt_template="x", endpoint="responses")
+vendors = ("openai", "anthropic", "google.genai", "google.cloud.bigquery", "boto3", "botocore", "azure.identity")
 loaded = sorted(m for m in sys.modules if any(m == v or m.startswith(v + ".") for v in vendors))
 print(",".join(loaded))
 """

@@ -12,6 +12,7 @@ from airflow_llm_batch.exceptions import ConfigurationError
 BACKENDS: dict[str, str] = {
     "openai": "airflow_llm_batch.batch.backends.openai:OpenAIBackend",
     "openai_compatible": "airflow_llm_batch.batch.backends.openai_compatible:OpenAICompatibleBackend",
+    "azure_openai": "airflow_llm_batch.batch.backends.azure_openai:AzureOpenAIBackend",
     "anthropic": "airflow_llm_batch.batch.backends.anthropic:AnthropicBackend",
     "gemini": "airflow_llm_batch.batch.backends.gemini:GeminiBackend",
     "vertex": "airflow_llm_batch.batch.backends.vertex:VertexBackend",

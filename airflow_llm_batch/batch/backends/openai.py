@@ -118,7 +118,11 @@ class OpenAIBackend(BatchBackend):
         return body
 
     def build_line(self, custom_id: str, spec: RequestSpec, body: dict[str, Any]) -> dict[str, Any]:
-        return {"custom_id": custom_id, "method": "POST", "url": self.request_endpoint(spec), "body": body}
+        return {"custom_id": custom_id, "method": "POST", "url": self.line_url(spec), "body": body}
+
+    def line_url(self, spec: RequestSpec) -> str:
+        """The endpoint as the lines and the create call name it (Azure spells it without ``/v1``)."""
+        return self.request_endpoint(spec)
 
     def request_endpoint(self, spec: RequestSpec) -> str:
         """``/v1/chat/completions``, ``/v1/responses`` or ``/v1/embeddings`` (``openai_endpoints``): the
@@ -166,7 +170,7 @@ class OpenAIBackend(BatchBackend):
 
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
-        expiry = file_expiry(spec)
+        expiry = self._file_expiry(spec)
         # Sent as multipart fields ``expires_after[anchor]`` / ``expires_after[seconds]`` on the
         # upload and as a JSON object on the batch (reference/provider-apis.md section 2.1-2.2).
         expires: Any = {"anchor": "created_at", "seconds": expiry}
@@ -179,7 +183,7 @@ class OpenAIBackend(BatchBackend):
         with _metadata_refused(self.provider):
             batch = self.client.batches.create(
                 input_file_id=uploaded.id,
-                endpoint=_chunk_endpoint(chunk) or self.request_endpoint(spec),  # type: ignore[arg-type]
+                endpoint=_chunk_endpoint(chunk) or self.line_url(spec),  # type: ignore[arg-type]
                 completion_window="24h",
                 **self._tags(job_key, chunk.index),
                 **output_expiry,
@@ -202,6 +206,11 @@ class OpenAIBackend(BatchBackend):
     def keeps_metadata(self) -> bool:
         """Whether batches are tagged with the job key (``metadata`` extra; OpenAI: yes)."""
         return host_flag(self.config.extra.get("metadata"), self.default_metadata, "metadata")
+
+    def _file_expiry(self, spec: RequestSpec) -> int | None:
+        """Seconds after which the job's input and output files expire (``file_expiry``); a
+        platform may need one (Azure's file-count cap) or take none (an OpenAI-compatible host)."""
+        return file_expiry(spec)
 
     def _tags(self, job_key: JobKey, chunk_index: int) -> dict[str, Any]:
         return {"metadata": _metadata(job_key, chunk_index)} if self.keeps_metadata else {}

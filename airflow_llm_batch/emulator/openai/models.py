@@ -8,8 +8,9 @@ and error files are generated and its succeeded items are billed in the ledger, 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow_llm_batch.emulator.ledger import BatchEntry, job_key_from_tags
 from airflow_llm_batch.emulator.openai import lines, responses_api
@@ -59,7 +60,14 @@ class StoredFile:
 
 
 class OpenAIService:
-    """Files and batches of the emulated OpenAI account. Callers hold ``state.lock``."""
+    """Files and batches of the emulated OpenAI account. Callers hold ``state.lock``.
+
+    Azure OpenAI (``emulator/azure``) is the same service under another name, with its own paths
+    for the endpoints (``url_aliases``) and batches that never expire (``outcome``).
+    """
+
+    provider = PROVIDER
+    url_aliases: ClassVar[Mapping[str, str]] = {}  # another spelling of an endpoint path (Azure's)
 
     def __init__(self, state: EmulatorState) -> None:
         self.state = state
@@ -76,6 +84,13 @@ class OpenAIService:
     def settle(self) -> None:
         for batch in self.batches.values():
             self._refresh(batch)
+
+    def outcome(self, scenario: Scenario) -> str:
+        """How a batch created now ends (the scenario's ``batch_outcome``)."""
+        return scenario.batch_outcome
+
+    def completion_seconds(self, scenario: Scenario) -> float:
+        return scenario.completion_seconds
 
     # Files ---------------------------------------------------------------------------------
 
@@ -154,6 +169,7 @@ class OpenAIService:
             body["endpoint"],
             scenario.max_requests_per_batch or MAX_REQUESTS,
             scenario.max_bytes_per_batch or MAX_BYTES,
+            self.url_aliases,
         )
         if scenario.batch_outcome == "failed" and not parsed.errors:
             parsed.add_error("invalid_request", "The input file failed validation (emulated: batch_outcome=failed).")
@@ -161,7 +177,7 @@ class OpenAIService:
         refused = None
         if not parsed.errors:
             refusal = first_refusal(
-                scenario.quotas_for(PROVIDER), PROVIDER, account, parsed.model, load, self._running()
+                scenario.quotas_for(self.provider), self.provider, account, parsed.model, load, self._running()
             )
             if refusal is not None:
                 refused = quota_error(refusal, organization or DEFAULT_ORGANIZATION)
@@ -171,7 +187,7 @@ class OpenAIService:
         metadata = body.get("metadata") if scenario.openai_metadata == "kept" else None
         job_key = job_key_from_tags(metadata)
         entry = BatchEntry(
-            PROVIDER,
+            self.provider,
             batch_id,
             int(now),
             parsed.model,
@@ -190,8 +206,8 @@ class OpenAIService:
             input_file_id=source.id,
             metadata=metadata,
             created_at=now,
-            completion_seconds=scenario.completion_seconds,
-            outcome=scenario.batch_outcome,
+            completion_seconds=self.completion_seconds(scenario),
+            outcome=self.outcome(scenario),
             model=parsed.model,
             items=_plan_items(scenario, body["endpoint"], parsed.requests, occurrences),
             errors=parsed.errors,
@@ -277,7 +293,7 @@ class OpenAIService:
             self.output_reads[batch.output_file_id] = 0
         if errors:
             batch.error_file_id = self._result_file(batch, "error", errors).id
-        self.state.ledger.record_billed(PROVIDER, batch.id, job_key_from_tags(batch.metadata), billed)
+        self.state.ledger.record_billed(self.provider, batch.id, job_key_from_tags(batch.metadata), billed)
 
     def _result_file(self, batch: Batch, kind: str, rows: list[str]) -> StoredFile:
         content = ("\n".join(rows) + "\n").encode()

@@ -48,7 +48,7 @@ def openai_endpoint(handler: Handler) -> Handler:
     @functools.wraps(handler)
     async def wrapper(self: OpenAIResponses, request: Request) -> Response:
         try:
-            problem = api_key_problem(self.service.state, bearer_token(request))
+            problem = api_key_problem(self.service.state, self.credential(request))
             if problem == "missing":
                 raise OpenAIError(401, _MISSING_KEY)
             if problem == "wrong":
@@ -68,6 +68,10 @@ class OpenAIResponses:
     def __init__(self, service: OpenAIService) -> None:
         self.service = service
         self.lock = service.state.lock
+
+    def credential(self, request: Request) -> str | None:
+        """The key or token of a request (OpenAI: ``Authorization: Bearer``); raises OpenAIError."""
+        return bearer_token(request)
 
     @openai_endpoint
     async def upload_file(self, request: Request) -> Response:
@@ -125,7 +129,7 @@ class OpenAIResponses:
     @openai_endpoint
     async def create_batch(self, request: Request) -> Response:
         body = await read_json(request)
-        account = bearer_token(request) or ""
+        account = self.credential(request) or ""
         with self.lock:
             batch = self.service.create_batch(body, account, request.headers.get("openai-organization"))
         return JSONResponse(batch)

@@ -10,6 +10,7 @@ codes (``invalid_json_line``, ``duplicate_custom_id``, ``url_mismatch``, ``model
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,8 +147,13 @@ def output_expiry_seconds(expires_after: Any, param: str) -> int | None:
     return seconds
 
 
-def check_input_file(content: bytes, endpoint: str, max_requests: int, max_bytes: int) -> InputFile:
-    """Parse the JSONL input file of a batch and collect what makes the API fail the batch."""
+def check_input_file(
+    content: bytes, endpoint: str, max_requests: int, max_bytes: int, url_aliases: Mapping[str, str] | None = None
+) -> InputFile:
+    """Parse the JSONL input file of a batch and collect what makes the API fail the batch.
+
+    :param url_aliases: other spellings of the endpoint paths a line's ``url`` may use (Azure's).
+    """
     parsed = InputFile()
     if len(content) > max_bytes:
         parsed.add_error("file_too_large", f"The input file has {len(content)} bytes; the limit is {max_bytes}.")
@@ -158,7 +164,7 @@ def check_input_file(content: bytes, endpoint: str, max_requests: int, max_bytes
     for number, raw in enumerate(content.splitlines(), start=1):
         if not raw.strip():
             continue
-        request = _check_line(parsed, raw, number, endpoint, seen)
+        request = _check_line(parsed, raw, number, endpoint, seen, url_aliases or {})
         if request is None:
             continue
         body = request[1]
@@ -185,7 +191,7 @@ def check_input_file(content: bytes, endpoint: str, max_requests: int, max_bytes
 
 
 def _check_line(
-    parsed: InputFile, raw: bytes, number: int, endpoint: str, seen: set[str]
+    parsed: InputFile, raw: bytes, number: int, endpoint: str, seen: set[str], url_aliases: Mapping[str, str]
 ) -> tuple[str, dict[str, Any]] | None:
     """One input line as (custom_id, body), or None after recording why it is invalid."""
     try:
@@ -207,7 +213,8 @@ def _check_line(
     if line.get("method") != "POST":
         parsed.add_error("invalid_method", "Only the POST method is supported.", "method", number)
         return None
-    if line.get("url") != endpoint:
+    url = str(line.get("url"))
+    if url_aliases.get(url, url) != endpoint:
         message = f"The url {line.get('url')!r} does not match the batch endpoint {endpoint!r}."
         parsed.add_error("url_mismatch", message, "url", number)
         return None
