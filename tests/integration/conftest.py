@@ -25,6 +25,7 @@ MODELS = {
     "gemini": "gemini-2.5-flash",
     "openai_compatible": "gpt-4.1-mini",
     "azure_openai": "gpt-4.1-mini",  # a deployment named after its model, as most are
+    "openai_responses": "gpt-4.1-mini",
 }
 # Where the same fault tests also run: an OpenAI-compatible host that refuses batch ``metadata``
 # (the emulated OpenAI in its ``openai_metadata="refused"`` mode), reached through the real client.
@@ -41,6 +42,7 @@ def base_url(emulator: Any, provider: str) -> str:
         "openai": emulator.openai_base_url,
         "openai_compatible": emulator.openai_base_url,
         "azure_openai": emulator.azure_endpoint,
+        "openai_responses": emulator.openai_base_url,
         "anthropic": emulator.anthropic_base_url,
         "gemini": emulator.gemini_base_url,
     }[provider]
@@ -73,11 +75,15 @@ def flow(request: pytest.FixtureRequest, llm_batch_emulator: Any, tmp_path: Path
 
 
 def flow_for(provider: str, llm_batch_emulator: Any, tmp_path: Path) -> Iterator[Flow]:
-    """A backend of ``provider`` on the emulator; an OpenAI-compatible host refuses batch metadata."""
+    """A backend of ``provider`` on the emulator; an OpenAI-compatible host refuses batch metadata;
+    ``openai_responses`` is OpenAI with every chat job on the Responses API."""
     metadata = "refused" if provider == "openai_compatible" else "kept"
     llm_batch_emulator.set_scenario(completion_seconds=0.3, openai_metadata=metadata)
-    config = ClientConfig(api_key="k", base_url=base_url(llm_batch_emulator, provider), extra={"max_retries": 0})
-    backend = create_backend(provider, config)
+    extra: dict[str, Any] = {"max_retries": 0}
+    if provider == "openai_responses":  # OpenAI on /v1/responses, chosen by the connection's extra
+        extra["endpoint"] = "responses"
+    config = ClientConfig(api_key="k", base_url=base_url(llm_batch_emulator, provider), extra=extra)
+    backend = create_backend(provider.removesuffix("_responses"), config)
     flow = Flow(backend, tmp_path, provider)
     yield flow
     backend.close()

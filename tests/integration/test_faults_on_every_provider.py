@@ -1,8 +1,9 @@
 """Faults that must not lose an item, on every provider, through the real SDK clients.
 
 Also on an OpenAI-compatible host without batch metadata (``openai_compatible``: the emulated
-OpenAI refusing ``metadata``), where re-attaching relies on the job's record alone, and on Azure
-OpenAI (the ``openai`` package's client on the emulated resource's v1 path).
+OpenAI refusing ``metadata``), where re-attaching relies on the job's record alone, on Azure
+OpenAI (the ``openai`` package's client on the emulated resource's v1 path), and on OpenAI's
+Responses API (``openai_responses``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ ITEMS = [{"id": f"item-{n:03d}", "text": f"message {n}"} for n in range(40)]
 IDS = sorted(item["id"] for item in ITEMS)
 
 
-@pytest.fixture(params=(*PROVIDERS, "openai_compatible", "azure_openai"))
+@pytest.fixture(params=(*PROVIDERS, "openai_responses", "openai_compatible", "azure_openai"))
 def flow(request, llm_batch_emulator, tmp_path):
     yield from flow_for(request.param, llm_batch_emulator, tmp_path)
 
@@ -100,9 +101,10 @@ def test_429_and_5xx_bursts_on_create_are_ridden_out_by_retries(flow, llm_batch_
     flow.backend.close()
     from airflow_llm_batch.batch.backends import create_backend
 
+    config = flow.backend.config
     flow.backend = create_backend(
-        flow.provider,
-        type(flow.backend.config)(api_key="k", base_url=flow.backend.config.base_url, extra={"max_retries": 3}),
+        flow.backend.provider,
+        type(config)(api_key="k", base_url=config.base_url, extra={**config.extra, "max_retries": 3}),
     )
     faults = [
         {"route": "batches|Content|upload|files", "method": "POST", "status": 429, "count": 1},
