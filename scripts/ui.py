@@ -2,7 +2,8 @@
 
 Starts the emulator and ``airflow standalone`` (API server and UI, scheduler, DAG processor,
 triggerer) with ``dags_examples/`` loaded and the connections ``llm_batch_openai``,
-``llm_batch_anthropic``, ``llm_batch_gemini``, ``llm_batch_vertex`` and ``google_cloud_default``
+``llm_batch_anthropic``, ``llm_batch_gemini``, ``llm_batch_vertex``, ``llm_batch_azure_openai``,
+``llm_batch_openai_compatible`` and ``google_cloud_default``
 pointing at the emulator, prints the URL and the login, and runs
 until Ctrl-C, then stops both. Everything listens on 127.0.0.1 only; the Airflow home (SQLite DB,
 logs, work dir) is ``.ui/airflow-home`` and is kept between runs.
@@ -137,6 +138,17 @@ class UiStack:
             "host": emulator.vertex_base_url,
             "password": self.api_key,
             "extra": {**google, "location": "us-central1", "bigquery_dataset": "llm_batch"},
+        }
+        # Azure OpenAI and an OpenAI-compatible host: the emulated resource, and the emulated OpenAI.
+        connections["llm_batch_azure_openai"] = {
+            "conn_type": "llm_batch_azure_openai",
+            "host": emulator.azure_endpoint,
+            "password": self.api_key,
+        }
+        connections["llm_batch_openai_compatible"] = {
+            "conn_type": "llm_batch_openai_compatible",
+            "host": emulator.openai_base_url,
+            "password": self.api_key,
         }
         connections["google_cloud_default"] = {
             "conn_type": "google_cloud_platform",
