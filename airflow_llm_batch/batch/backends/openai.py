@@ -23,7 +23,9 @@ from airflow_llm_batch.batch.backends.openai_endpoints import (
     RESPONSES,
     check_host_serves,
     choose_endpoint,
+    chunk_endpoint,
     host_flag,
+    metadata_refused,
     responses_body_template,
     responses_outcome,
 )
@@ -45,7 +47,6 @@ if TYPE_CHECKING:
 
     from airflow_llm_batch.batch.backends.base import LineEncoder
 
-ENDPOINTS = {Kind.CHAT: "/v1/chat/completions", Kind.EMBEDDING: "/v1/embeddings"}  # the defaults
 META_JOB = "airflow_job_key"
 META_CHUNK = "airflow_chunk"
 # How many of the newest batches a lookup by job key reads (ten list pages) before it gives up.
@@ -180,10 +181,10 @@ class OpenAIBackend(BatchBackend):
             uploaded = self.client.files.create(
                 file=(chunk.path.name, stream, "application/jsonl"), purpose="batch", **upload_expiry
             )
-        with _metadata_refused(self.provider):
+        with metadata_refused(self.provider):
             batch = self.client.batches.create(
                 input_file_id=uploaded.id,
-                endpoint=_chunk_endpoint(chunk) or self.line_url(spec),  # type: ignore[arg-type]
+                endpoint=chunk_endpoint(chunk) or self.line_url(spec),  # type: ignore[arg-type]
                 completion_window="24h",
                 **self._tags(job_key, chunk.index),
                 **output_expiry,
@@ -307,33 +308,6 @@ def file_expiry(spec: RequestSpec) -> int | None:
             f"{high} (30 days), or None for OpenAI's default; got {value!r}"
         )
     return value
-
-
-@contextlib.contextmanager
-def _metadata_refused(provider: str) -> Iterator[None]:
-    """A host that refuses batch ``metadata`` (HTTP 400 naming it), told in terms of the connection."""
-    try:
-        yield
-    except Exception as error:
-        if getattr(error, "status_code", None) != 400 or "metadata" not in str(getattr(error, "param", "") or error):
-            raise
-        raise ConfigurationError(
-            f"{provider}: the host refused the batch's metadata tags ({type(error).__name__}): set "
-            "\"metadata\": false in the connection's extra (re-attaching then relies on the job's record; "
-            "docs/platforms.md)"
-        ) from error
-
-
-def _chunk_endpoint(chunk: ChunkFile) -> str | None:
-    """The ``url`` of the chunk's first line: a retry round copies its lines from the first round's
-    files (with their endpoint) and knows only the model and kind of the job, not its options."""
-    with chunk.path.open("rb") as stream:
-        first = stream.readline()
-    try:
-        url = jsonl.loads(first).get("url") if first.strip() else None
-    except (jsonl.JSONDecodeError, AttributeError):
-        return None
-    return url if isinstance(url, str) else None
 
 
 def _chat_body_template(spec: RequestSpec) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""Which OpenAI endpoint a job's requests go to, and the Responses API's request and result bodies.
+"""Which OpenAI endpoint a job's requests go to, what the connection says its host supports
+(``endpoints``, ``metadata``: OpenAI-compatible hosts, ``docs/platforms.md``), and the Responses
+API's request and result bodies.
 
 The Batch API runs lines against one endpoint per batch (``/v1/chat/completions``,
 ``/v1/embeddings``, ``/v1/responses``...: openai-python ``batches.create``'s ``endpoint`` literal).
@@ -14,10 +16,13 @@ and ``incomplete_details.reason``).
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.backends.base import ChunkFile
 from airflow_llm_batch.batch.records import ErrorType, Kind, RawOutcome
 from airflow_llm_batch.exceptions import ConfigurationError
 
@@ -110,6 +115,34 @@ def choose_endpoint(kind: Kind, model: str, requested: Any = None) -> str:
     if path == EMBEDDINGS:
         raise ConfigurationError("endpoint 'embeddings' is for kind='embedding' jobs; this job is chat")
     return path
+
+
+# Host facts ---------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def metadata_refused(provider: str) -> Iterator[None]:
+    """A host that refuses batch ``metadata`` (HTTP 400 naming it), told in terms of the connection."""
+    try:
+        yield
+    except Exception as error:
+        if getattr(error, "status_code", None) != 400 or "metadata" not in str(getattr(error, "param", "") or error):
+            raise
+        raise ConfigurationError(
+            f"{provider}: the host refused the batch's metadata tags ({type(error).__name__}): set "
+            "\"metadata\": false in the connection's extra (re-attaching then relies on the job's record; "
+            "docs/platforms.md)"
+        ) from error
+
+
+def chunk_endpoint(chunk: ChunkFile) -> str | None:
+    """The ``url`` of the chunk's first line: a retry round copies its lines from the first round's
+    files (with their endpoint) and knows only the model and kind of the job, not its options."""
+    with chunk.path.open("rb") as stream:
+        first = stream.readline()
+    try:
+        url = jsonl.loads(first).get("url") if first.strip() else None
+    except (jsonl.JSONDecodeError, AttributeError):
+        return None
+    return url if isinstance(url, str) else None
 
 
 # Requests -----------------------------------------------------------------------------------------
