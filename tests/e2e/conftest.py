@@ -99,13 +99,19 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
         )
     # OpenAI batches on the Responses API, chosen by the connection (``endpoint`` extra).
     box.set_connection(
-        "openai_responses", "llm_batch_openai", host=urls["openai"], password=API_KEY, extra={"endpoint": "responses"}
+        "llm_batch_openai_responses",
+        "llm_batch_openai",
+        host=urls["openai"],
+        password=API_KEY,
+        extra={"endpoint": "responses"},
     )
     # An OpenAI-compatible host (the emulated OpenAI; tests switch it to refusing batch metadata).
-    box.set_connection("openai_compatible", "llm_batch_openai_compatible", host=urls["openai"], password=API_KEY)
+    box.set_connection(
+        "llm_batch_openai_compatible", "llm_batch_openai_compatible", host=urls["openai"], password=API_KEY
+    )
     # Azure OpenAI: the emulated resource, on its versioned path (the model names a deployment).
     box.set_connection(
-        "azure_openai",
+        "llm_batch_azure_openai",
         "llm_batch_azure_openai",
         host=emulator.azure_endpoint,
         password=API_KEY,

@@ -30,7 +30,7 @@ def _assert_triage_rows(dag_runner, logical_date: str, provider: str) -> list[di
 
 @pytest.mark.parametrize(
     ("conn_id", "model"),
-    [("openai_responses", "gpt-4.1-mini"), ("llm_batch_openai", "gpt-5-pro")],
+    [("llm_batch_openai_responses", "gpt-4.1-mini"), ("llm_batch_openai", "gpt-5-pro")],
     ids=["endpoint-extra", "responses-only-model"],
 )
 def test_the_triage_dag_runs_on_openai_responses(dag_runner, conn_id, model):
@@ -49,7 +49,7 @@ def test_the_triage_dag_runs_on_openai_responses(dag_runner, conn_id, model):
 
 def test_the_triage_dag_runs_on_a_compatible_host_without_tags(dag_runner):
     dag_runner.emulator.update_scenario(openai_metadata="refused")  # a create with metadata: HTTP 400
-    env = {"LLM_BATCH_TRIAGE_CONN_ID": "openai_compatible", "LLM_BATCH_TRIAGE_MODEL": "gpt-4.1-mini"}
+    env = {"LLM_BATCH_TRIAGE_CONN_ID": "llm_batch_openai_compatible", "LLM_BATCH_TRIAGE_MODEL": "gpt-4.1-mini"}
     logical_date, _ = dag_runner.run("nightly_ticket_triage", env=env)
     rows = _assert_triage_rows(dag_runner, logical_date, "openai_compatible")
     assert len({r["batch_id"] for r in rows}) == 1
@@ -60,7 +60,10 @@ def test_the_triage_dag_runs_on_a_compatible_host_without_tags(dag_runner):
 
 
 def test_the_triage_dag_runs_on_azure_openai(dag_runner):
-    env = {"LLM_BATCH_TRIAGE_CONN_ID": "azure_openai", "LLM_BATCH_TRIAGE_MODEL": "gpt-4.1-mini"}  # a deployment
+    env = {
+        "LLM_BATCH_TRIAGE_CONN_ID": "llm_batch_azure_openai",
+        "LLM_BATCH_TRIAGE_MODEL": "gpt-4.1-mini",
+    }  # a deployment
     logical_date, _ = dag_runner.run("nightly_ticket_triage", env=env)
     rows = _assert_triage_rows(dag_runner, logical_date, "azure_openai")
     assert {r["model"] for r in rows} == {"gpt-4.1-mini"}

@@ -19,7 +19,14 @@ from airflow_llm_batch import LLMBatchSubmitOperator, llm_batch_step
 
 PROVIDER = os.environ.get("E2E_PROVIDER", "openai")
 CRASH = os.environ.get("E2E_CRASH", "")
-MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+MODELS = {
+    "openai": "gpt-4.1-mini",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+    "azure_openai": "gpt-4.1-mini",  # a deployment name
+    "openai_compatible": "gpt-4.1-mini",
+    "openai_responses": "gpt-4.1-mini",  # OpenAI, every chat job on /v1/responses (the connection's extra)
+}
 SCHEMA = {
     "type": "object",
     "properties": {"topic": {"type": "string", "enum": ["billing", "bug", "other"]}},
