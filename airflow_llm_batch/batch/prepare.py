@@ -23,7 +23,7 @@ from airflow_llm_batch.batch.state import chunk_file_name, ids_file_name
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
 from airflow_llm_batch.batch.unique_ids import SeenIds
-from airflow_llm_batch.exceptions import InvalidInputError
+from airflow_llm_batch.exceptions import ConfigurationError, InvalidInputError
 
 __all__ = ["ChunkWriter", "IdMapper", "PreparedJob", "prepare_chunks"]
 
@@ -218,6 +218,11 @@ def prepare_chunks(
     """
     backend.check_model(spec)
     backend.check_spec(spec)
+    if spec.options.get("endpoint") and backend.request_endpoint(spec) is None:
+        raise ConfigurationError(
+            f"endpoint={spec.options['endpoint']!r} applies to OpenAI, Azure OpenAI and OpenAI-compatible "
+            f"connections; {backend.provider} has one endpoint per kind: remove it"
+        )
     check = preflight or Preflight(backend, spec)
     if body_field is None and template is not None:
         check.check_template()  # the shape of every item's body, once

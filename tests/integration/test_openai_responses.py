@@ -123,3 +123,15 @@ def test_preflight_judges_the_responses_body(backend):
     assert "max_tokens" not in message  # sent as max_output_tokens, the Responses name
     assert backend.build_body(_spec(parameters={"max_tokens": 10}), "x")["max_output_tokens"] == 10
     Preflight(backend, _spec(model="o3", parameters={"max_completion_tokens": 100})).check_template()
+
+
+@pytest.mark.parametrize("provider", ["anthropic", "gemini"])
+def test_an_endpoint_on_a_provider_with_one_per_kind_is_refused(llm_batch_emulator, tmp_path, provider):
+    from airflow_llm_batch.batch.backends import create_backend
+    from tests.integration.conftest import MODELS, base_url
+
+    backend = create_backend(provider, ClientConfig(api_key="k", base_url=base_url(llm_batch_emulator, provider)))
+    spec = RequestSpec(model=MODELS[provider], kind=Kind.CHAT, options={"endpoint": "responses"})
+    with pytest.raises(ConfigurationError, match="has one endpoint per kind"):
+        submit_items(backend, tmp_path, _items(2), spec, KEY)
+    assert llm_batch_emulator.requests() == []
