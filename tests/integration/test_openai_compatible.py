@@ -39,6 +39,9 @@ def test_a_host_that_refuses_metadata_runs_the_job_untagged(llm_batch_emulator, 
     summary, rows = collect_rows(backend, layout, manifest, None)
     assert summary["succeeded"] == 5 and {r["provider"] for r in rows} == {"openai_compatible"}
     assert backend.find_batches(KEY) == {} and backend.console_url("b") is None
+    batch = backend.client.batches.retrieve(manifest.batch_ids[0])
+    uploaded = backend.client.files.retrieve(batch.input_file_id)
+    assert uploaded.expires_at == uploaded.created_at + 30 * 86_400  # the host's own default: no expires_after sent
     backend.close()
 
 

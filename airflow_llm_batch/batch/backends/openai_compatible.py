@@ -14,6 +14,9 @@ guessed from its address; the extras (``docs/platforms.md``):
 - ``limits``: the host's per-batch limits where lower than OpenAI's (``{"max_requests": 10000}``).
 - ``endpoint``: the endpoint of every chat job (``"chat"`` or ``"responses"``).
 
+Files are uploaded without an expiry unless the job sets ``file_expiry_seconds`` (a host may not
+know OpenAI's ``expires_after``); the package still deletes them once the results are written.
+
 The host's base URL is required (there is no default address). Request bodies are judged by the
 pre-flight check against the ``openai`` package's types, as OpenAI's are; model names are the host's
 own, so no model family is checked.
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_llm_batch.batch.backends.openai import OpenAIBackend
+from airflow_llm_batch.batch.backends.base import RequestSpec
+from airflow_llm_batch.batch.backends.openai import OpenAIBackend, file_expiry
 from airflow_llm_batch.exceptions import ConfigurationError
 
 
@@ -39,6 +43,11 @@ class OpenAICompatibleBackend(OpenAIBackend):
                 "https://api.groq.com/openai/v1) in its host field"
             )
         return super()._client_kwargs()
+
+    def _file_expiry(self, spec: RequestSpec) -> int | None:
+        """Only when the job asks (``provider_options={"file_expiry_seconds": N}``): ``expires_after``
+        and ``output_expires_after`` are recent OpenAI parameters a host may not know, and refuse."""
+        return file_expiry(spec) if "file_expiry_seconds" in spec.options else None
 
     def test_connection(self) -> tuple[bool, str]:
         self.client.batches.list(limit=1)
