@@ -20,7 +20,11 @@ from airflow_llm_batch.batch.backends.base import (
     RequestSpec,
 )
 from airflow_llm_batch.batch.backends.openai_endpoints import (
+    META_CHUNK,
+    META_JOB,
     RESPONSES,
+    batch_metadata,
+    chat_body_template,
     check_host_serves,
     choose_endpoint,
     chunk_endpoint,
@@ -47,8 +51,6 @@ if TYPE_CHECKING:
 
     from airflow_llm_batch.batch.backends.base import LineEncoder
 
-META_JOB = "airflow_job_key"
-META_CHUNK = "airflow_chunk"
 # How many of the newest batches a lookup by job key reads (ten list pages) before it gives up.
 FIND_SCAN_LIMIT = 1000
 RESULT_CHUNK_BYTES = 1 << 18  # result files are streamed in pieces of this size
@@ -105,7 +107,7 @@ class OpenAIBackend(BatchBackend):
                 )
                 shared = (spec, template, None if "input" in spec.parameters else "input")
             else:
-                shared = (spec, _chat_body_template(spec), None if "messages" in spec.parameters else "messages")
+                shared = (spec, chat_body_template(spec), None if "messages" in spec.parameters else "messages")
             self._chat_body = shared
         # (``parameters`` may replace the prompt's key, as they may replace any key)
         body = shared[1].copy()
@@ -214,7 +216,7 @@ class OpenAIBackend(BatchBackend):
         return file_expiry(spec)
 
     def _tags(self, job_key: JobKey, chunk_index: int) -> dict[str, Any]:
-        return {"metadata": _metadata(job_key, chunk_index)} if self.keeps_metadata else {}
+        return {"metadata": batch_metadata(job_key, chunk_index)} if self.keeps_metadata else {}
 
     def find_batches(self, job_key: JobKey) -> dict[int, str]:
         """OpenAI cannot filter batches by metadata, so scan the newest ones (the tag is exact).
@@ -308,34 +310,6 @@ def file_expiry(spec: RequestSpec) -> int | None:
             f"{high} (30 days), or None for OpenAI's default; got {value!r}"
         )
     return value
-
-
-def _chat_body_template(spec: RequestSpec) -> dict[str, Any]:
-    """A chat body with every key in its place; only ``messages`` differs from item to item."""
-    body: dict[str, Any] = {"model": spec.model, "messages": None, **spec.parameters}
-    if spec.response_schema is not None:
-        body["response_format"] = _response_format(spec)
-    return body
-
-
-def _response_format(spec: RequestSpec) -> dict[str, Any]:
-    assert spec.response_schema is not None
-    return {
-        "type": "json_schema",
-        "json_schema": {"name": spec.response_schema.name, "schema": spec.response_schema.schema},
-    }
-
-
-def _metadata(job_key: JobKey, chunk_index: int) -> dict[str, str]:
-    # Values are capped at 512 characters by the API; the digest is what lookups match on, the
-    # readable parts are for people browsing the provider's console.
-    return {
-        META_JOB: job_key.digest(),
-        META_CHUNK: str(chunk_index),
-        "airflow_dag_id": job_key.dag_id[:512],
-        "airflow_task_id": job_key.task_id[:512],
-        "airflow_run_id": job_key.run_id[:512],
-    }
 
 
 def _status_of(batch: dict[str, Any]) -> BatchStatus:

@@ -1,6 +1,6 @@
 """Which OpenAI endpoint a job's requests go to, what the connection says its host supports
-(``endpoints``, ``metadata``: OpenAI-compatible hosts, ``docs/platforms.md``), and the Responses
-API's request and result bodies.
+(``endpoints``, ``metadata``: OpenAI-compatible hosts, ``docs/platforms.md``), the batch tags,
+the chat and Responses request bodies, and the Responses result body.
 
 The Batch API runs lines against one endpoint per batch (``/v1/chat/completions``,
 ``/v1/embeddings``, ``/v1/responses``...: openai-python ``batches.create``'s ``endpoint`` literal).
@@ -22,10 +22,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.base import ChunkFile
-from airflow_llm_batch.batch.records import ErrorType, Kind, RawOutcome
+from airflow_llm_batch.batch.backends.base import ChunkFile, RequestSpec
+from airflow_llm_batch.batch.records import ErrorType, JobKey, Kind, RawOutcome
 from airflow_llm_batch.exceptions import ConfigurationError
 
+META_JOB = "airflow_job_key"  # the batch metadata keys a job's batches are found again by
+META_CHUNK = "airflow_chunk"
 CHAT = "/v1/chat/completions"
 EMBEDDINGS = "/v1/embeddings"
 RESPONSES = "/v1/responses"
@@ -146,6 +148,34 @@ def chunk_endpoint(chunk: ChunkFile) -> str | None:
 
 
 # Requests -----------------------------------------------------------------------------------------
+def chat_body_template(spec: RequestSpec) -> dict[str, Any]:
+    """A chat body with every key in its place; only ``messages`` differs from item to item."""
+    body: dict[str, Any] = {"model": spec.model, "messages": None, **spec.parameters}
+    if spec.response_schema is not None:
+        body["response_format"] = _response_format(spec)
+    return body
+
+
+def _response_format(spec: RequestSpec) -> dict[str, Any]:
+    assert spec.response_schema is not None
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": spec.response_schema.name, "schema": spec.response_schema.schema},
+    }
+
+
+def batch_metadata(job_key: JobKey, chunk_index: int) -> dict[str, str]:
+    # Values are capped at 512 characters by the API; the digest is what lookups match on, the
+    # readable parts are for people browsing the provider's console.
+    return {
+        META_JOB: job_key.digest(),
+        META_CHUNK: str(chunk_index),
+        "airflow_dag_id": job_key.dag_id[:512],
+        "airflow_task_id": job_key.task_id[:512],
+        "airflow_run_id": job_key.run_id[:512],
+    }
+
+
 def responses_body_template(
     model: str, system_prompt: str | None, parameters: Mapping[str, Any], schema: Any
 ) -> dict[str, Any]:
