@@ -7,6 +7,7 @@ endpoints make, so a user who may not read a DAG's XCom gets 403 and no data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airflow.api_fastapi.app import get_auth_manager
@@ -39,11 +40,11 @@ def create_app() -> FastAPI:
         allowed = get_auth_manager().get_authorized_dag_ids(user=user, method="GET", session=session)
         # One value per task (its latest run's), not every run's: enough to tell a Results or
         # final task from the rest, and cheap on a metadata DB with years of XCom.
-        latest = session.execute(
+        latest: Sequence[Any] = session.execute(
             select(XComModel.dag_id, XComModel.task_id, func.max(XComModel.dag_run_id))
             .where(XComModel.key == "return_value", XComModel.dag_id.in_(allowed))
             .group_by(XComModel.dag_id, XComModel.task_id)
-        ).all()
+        ).all()  # typed here: Airflow 3.1's session type leaves the rows untyped
         found: set[str] = set()
         for dag_id, task_id, dag_run_id in latest:
             if dag_id in found:
