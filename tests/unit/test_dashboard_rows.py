@@ -51,7 +51,12 @@ def test_a_lone_results_task_is_its_own_step_and_runs_stay_apart():
 PROBE = """
 import sys
 from airflow import plugins_manager
-names = [p.name for p in plugins_manager._get_plugins()[0]]
+if hasattr(plugins_manager, "_get_plugins"):  # Airflow 3.2+
+    plugins = plugins_manager._get_plugins()[0]
+else:  # Airflow 3.1
+    plugins_manager.ensure_plugins_loaded()
+    plugins = plugins_manager.plugins or []
+names = [p.name for p in plugins]
 print("llm_batch_dashboard" in names, "airflow_llm_batch.plugins.dashboard_app" in sys.modules)
 """
 
