@@ -52,13 +52,15 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The oldest Airflow line (RESOLUTION=lowest-direct tries the lowest versions our floors allow; not
-# yet green, so CI runs the newest SDKs on the oldest Airflow): type-check against that Airflow, and run only the tests marked `compat` (those whose outcome can
-# change with Airflow's or an SDK's version; tests/conftest.py marks them, tests/README.md says how).
-# The pure core and the emulator ran on the newest line already. Ruff's checks do not depend on Airflow.
-# The deployment tests (CeleryExecutor, S3 work dir: ~5 minutes) run on the newest line only.
+# The oldest Airflow line with the lowest versions our own floors allow (uv's lowest-direct resolution,
+# plus the pins in .ci/constraints-oldest.txt): proves the floors in pyproject.toml, which are the versions
+# this run installs (.venv-oldest/installed.txt). Type-check against that Airflow, and run only the tests
+# marked `compat` (those whose outcome can change with Airflow's or an SDK's version; tests/conftest.py
+# marks them, tests/README.md says how). The pure core and the emulator ran on the newest line already.
+# Ruff's checks do not depend on Airflow. The deployment tests (CeleryExecutor, S3 work dir: ~5 minutes)
+# run on the newest line only.
 test-oldest:
-	$(MAKE) test-compat VENV=.venv-oldest AIRFLOW_VERSION=$(AIRFLOW_OLDEST) \
+	$(MAKE) test-compat VENV=.venv-oldest AIRFLOW_VERSION=$(AIRFLOW_OLDEST) RESOLUTION=lowest-direct \
 		CONSTRAINTS=.ci/constraints-oldest.txt
 
 test-compat: $(STAMP)

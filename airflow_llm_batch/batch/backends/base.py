@@ -6,6 +6,7 @@ Adding a provider means one file here (a :class:`BatchBackend` subclass register
 
 from __future__ import annotations
 
+import importlib
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -384,18 +385,30 @@ def is_transient_error(error: BaseException) -> bool:
     """429 and 5xx answers, timeouts and connections dropped mid-stream, whichever SDK raised them.
 
     The three LLM SDKs raise their own exception classes for answers (with ``status_code`` or
-    ``code``) and let httpx2's transport errors through while a response body is streamed.
+    ``code``) and let their HTTP client's transport errors through while a response body is streamed:
+    httpx2's in current releases, httpx's in the older ones our floors allow (openai 2.x and
+    google-genai 2.x require httpx, their 3.x releases httpx2), so both count.
     """
     status = getattr(error, "status_code", None)
     if not isinstance(status, int):
         status = getattr(error, "code", None)
     if isinstance(status, int) and status > 0:
         return status in _TRANSIENT_STATUS or status >= 500
-    try:
-        import httpx2
-    except ImportError:  # pragma: no cover - every LLM SDK here depends on httpx2
-        return isinstance(error, ConnectionError | TimeoutError)
-    return isinstance(error, httpx2.TransportError | ConnectionError | TimeoutError) or type(error).__name__ in (
+    if isinstance(error, ConnectionError | TimeoutError) or type(error).__name__ in (
         "APIConnectionError",
         "APITimeoutError",
-    )
+    ):
+        return True
+    return any(isinstance(error, transport_error) for transport_error in _http_transport_errors())
+
+
+def _http_transport_errors() -> list[type[BaseException]]:
+    """The ``TransportError`` classes of whichever HTTP clients (httpx2, httpx) are installed."""
+    errors: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        errors.append(module.TransportError)
+    return errors
