@@ -54,7 +54,7 @@ test: lint
 
 # The oldest Airflow line with the lowest versions our own floors allow (uv's lowest-direct resolution,
 # plus the pins in .ci/constraints-oldest.txt): proves the floors in pyproject.toml, which are the versions
-# this run installs (.venv-oldest/installed.txt). Type-check against that Airflow, and run only the tests
+# this run installs (.venv-oldest/installed.txt; scripts/check_floors.py fails when one is not). Type-check against that Airflow, and run only the tests
 # marked `compat` (those whose outcome can change with Airflow's or an SDK's version; tests/conftest.py
 # marks them, tests/README.md says how). The pure core and the emulator ran on the newest line already.
 # Ruff's checks do not depend on Airflow. The deployment tests (CeleryExecutor, S3 work dir: ~5 minutes)
@@ -64,6 +64,7 @@ test-oldest:
 		CONSTRAINTS=.ci/constraints-oldest.txt
 
 test-compat: $(STAMP)
+	$(if $(filter lowest-direct,$(RESOLUTION)),$(BIN)/python scripts/check_floors.py)
 	$(BIN)/mypy --cache-dir $(VENV)/.mypy_cache
 	$(BIN)/pytest -m "compat and not deployment" -o cache_dir=$(VENV)/.pytest_cache $(PYTEST_ARGS)
 
