@@ -239,7 +239,8 @@ def test_a_wrong_key_is_refused_like_the_real_api_and_a_missing_one_too(emu: Emu
 
 
 def test_an_injected_429_reaches_the_sdk_as_a_client_error(emu: Emulator, gemini) -> None:
-    emu.set_scenario(http_faults=[{"route": "/gemini/v1/batches", "status": 429, "count": 1}])
+    # google-genai 2.x calls v1beta by default, 3.x v1.
+    emu.set_scenario(http_faults=[{"route": "/gemini/v1(beta)?/batches", "status": 429, "count": 1}])
     with pytest.raises(errors.ClientError) as raised:
         gemini.batches.list()
     assert raised.value.code == 429 and raised.value.status == "RESOURCE_EXHAUSTED"

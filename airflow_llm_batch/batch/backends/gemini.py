@@ -76,9 +76,9 @@ _OUTCOMES = {
 class GeminiBackend(BatchBackend):
     """The Gemini Developer API's batch mode through ``google.genai``.
 
-    ``config.extra`` keys: ``api_version`` (``v1`` by default in the SDK, ``v1beta`` for the REST
-    docs' paths), ``inline_max_bytes`` (chunks at most this big are sent inline; default 20 MB),
-    ``max_retries`` (SDK retries on 408/429/5xx; default 2), ``timeout`` (seconds).
+    ``config.extra`` keys: ``api_version`` (the SDK's default: ``v1`` from google-genai 3.0, ``v1beta``
+    in 2.x; ``v1beta`` for the REST docs' paths), ``inline_max_bytes`` (chunks at most this big are
+    sent inline; default 20 MB), ``max_retries`` (SDK retries on 408/429/5xx; default 2), ``timeout`` (seconds).
     """
 
     provider = "gemini"
