@@ -64,7 +64,11 @@ def main(project: dict | None = None) -> int:
             reason = NOT_CHECKED.get(requirement.name, "no >= floor")
             print(f"  {requirement.name}: not checked ({reason})")
             continue
-        installed = Version(metadata.version(requirement.name))
+        try:
+            installed = Version(metadata.version(requirement.name))
+        except metadata.PackageNotFoundError:
+            breaches.append(f"{requirement.name}: not installed (reinstall the environment: `make clean`)")
+            continue
         compared += 1
         mark = "ok" if installed == floor else "FLOOR NOT INSTALLED"
         print(f"  {requirement.name}: floor {floor}, installed {installed}  {mark}")
