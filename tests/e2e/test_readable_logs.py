@@ -45,9 +45,10 @@ def _database_dump(sandbox) -> str:
         return "\n".join(db.iterdump())
 
 
-def _assert_nowhere(secret, dag_runner, sandbox, logged, logical_date):
+def _assert_nowhere(secret, dag_runner, sandbox, logged, logical_date, dag_id="nightly_ticket_triage"):
     assert secret not in logged
-    xcoms = dag_runner.xcoms("nightly_ticket_triage", logical_date)
+    xcoms = dag_runner.xcoms(dag_id, logical_date)
+    assert xcoms, f"no XCom found for {dag_id} {logical_date}: the search would prove nothing"
     assert all(secret.encode() not in value for value in xcoms.values())
     dump = _database_dump(sandbox)
     assert secret not in dump and secret.encode().hex().upper() not in dump.upper()  # blobs dump as X'hex'

@@ -12,7 +12,8 @@ import types
 import pytest
 from google.cloud import bigquery
 
-from tests.e2e.conftest import GCP_PROJECT, bigquery_client
+from tests.e2e.conftest import API_KEY, GCP_PROJECT, bigquery_client
+from tests.e2e.test_readable_logs import _assert_nowhere, _everything_logged
 
 pytestmark = pytest.mark.e2e
 
@@ -91,6 +92,11 @@ def test_query_in_labels_table_out_and_no_source_row_through_the_worker(dag_runn
     assert all(r["category"] == r["json"]["category"] for r in rows if r["status"] == "succeeded")
     ledger = emulator.ledger()
     assert len(ledger["batches"]) == 1 and ledger["duplicate_batches"] == []
+    # Vertex's share of the no-key check (tests/e2e/test_readable_logs.py does the other providers):
+    # the connection's password is nowhere in logs, XCom, metadata DB or work dir; no request lines.
+    logged = _everything_logged(dag_runner.sandbox, result)
+    assert "HTTP Request" not in logged
+    _assert_nowhere(API_KEY, dag_runner, dag_runner.sandbox, logged, day, dag_id="e2e_vertex_sql")
 
 
 def test_requests_in_sql_false_keeps_the_worker_path_with_the_same_rows(dag_runner):
