@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.requests import Request
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute
 
 from airflow_llm_batch.emulator.openai.models import OpenAIService
 from airflow_llm_batch.emulator.openai.responses import OpenAIResponses, error_body
+from airflow_llm_batch.emulator.openai.urls import batch_api_routes
 from airflow_llm_batch.emulator.openai.validation import OpenAIError
 from airflow_llm_batch.emulator.scenario import Scenario
 from airflow_llm_batch.emulator.web import ProviderSpec, bearer_token
@@ -64,20 +65,7 @@ class AzureResponses(OpenAIResponses):
 
 def routes(service: OpenAIService) -> list[BaseRoute]:
     api = AzureResponses(service)
-    table: list[BaseRoute] = []
-    for base in ("/openai", "/openai/v1"):
-        table += [
-            Route(f"{base}/files", api.upload_file, methods=["POST"]),
-            Route(f"{base}/files", api.list_files, methods=["GET"]),
-            Route(f"{base}/files/{{file_id}}", api.retrieve_file, methods=["GET"]),
-            Route(f"{base}/files/{{file_id}}", api.delete_file, methods=["DELETE"]),
-            Route(f"{base}/files/{{file_id}}/content", api.file_content, methods=["GET"]),
-            Route(f"{base}/batches", api.create_batch, methods=["POST"]),
-            Route(f"{base}/batches", api.list_batches, methods=["GET"]),
-            Route(f"{base}/batches/{{batch_id}}", api.retrieve_batch, methods=["GET"]),
-            Route(f"{base}/batches/{{batch_id}}/cancel", api.cancel_batch, methods=["POST"]),
-        ]
-    return table
+    return [*batch_api_routes(api, "/openai"), *batch_api_routes(api, "/openai/v1")]
 
 
 PROVIDER = ProviderSpec(

@@ -14,17 +14,21 @@ from airflow_llm_batch.emulator.web import ProviderSpec
 
 
 def routes(service: OpenAIService) -> list[BaseRoute]:
-    api = OpenAIResponses(service)
+    return batch_api_routes(OpenAIResponses(service), "/v1")
+
+
+def batch_api_routes(api: OpenAIResponses, base: str) -> list[BaseRoute]:
+    """The Files and Batch API under ``base`` (OpenAI's ``/v1``; Azure serves the same under two bases)."""
     return [
-        Route("/v1/files", api.upload_file, methods=["POST"]),
-        Route("/v1/files", api.list_files, methods=["GET"]),
-        Route("/v1/files/{file_id}", api.retrieve_file, methods=["GET"]),
-        Route("/v1/files/{file_id}", api.delete_file, methods=["DELETE"]),
-        Route("/v1/files/{file_id}/content", api.file_content, methods=["GET"]),
-        Route("/v1/batches", api.create_batch, methods=["POST"]),
-        Route("/v1/batches", api.list_batches, methods=["GET"]),
-        Route("/v1/batches/{batch_id}", api.retrieve_batch, methods=["GET"]),
-        Route("/v1/batches/{batch_id}/cancel", api.cancel_batch, methods=["POST"]),
+        Route(f"{base}/files", api.upload_file, methods=["POST"]),
+        Route(f"{base}/files", api.list_files, methods=["GET"]),
+        Route(f"{base}/files/{{file_id}}", api.retrieve_file, methods=["GET"]),
+        Route(f"{base}/files/{{file_id}}", api.delete_file, methods=["DELETE"]),
+        Route(f"{base}/files/{{file_id}}/content", api.file_content, methods=["GET"]),
+        Route(f"{base}/batches", api.create_batch, methods=["POST"]),
+        Route(f"{base}/batches", api.list_batches, methods=["GET"]),
+        Route(f"{base}/batches/{{batch_id}}", api.retrieve_batch, methods=["GET"]),
+        Route(f"{base}/batches/{{batch_id}}/cancel", api.cancel_batch, methods=["POST"]),
     ]
 
 
