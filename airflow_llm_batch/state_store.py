@@ -22,6 +22,9 @@ from airflow_llm_batch.exceptions import StateConflictError
 
 #: The Task State Store key of the record (the name users see in the Storage tab).
 RECORD_KEY = "llm_batch_job"
+#: The key of the sensor's record of later waves (``batch/wave_record.py``), in the *sensor*
+#: task instance's store: the sensor owns the chunks Submit handed on.
+WAVES_KEY = "llm_batch_waves"
 
 
 class TaskStateRecordStore(RecordStore):
@@ -32,14 +35,16 @@ class TaskStateRecordStore(RecordStore):
     long past any batch's 24-hour window; deleted with the DAG run.
 
     :param accessor: ``context["task_state_store"]``.
+    :param key: :data:`RECORD_KEY` (Submit's record) or :data:`WAVES_KEY` (the sensor's).
     """
 
-    def __init__(self, accessor: Any) -> None:
+    def __init__(self, accessor: Any, key: str = RECORD_KEY) -> None:
         self.accessor = accessor
-        self.where = f"Task State Store of this task instance (key {RECORD_KEY!r}, the task's Storage tab)"
+        self.key = key
+        self.where = f"Task State Store of this task instance (key {key!r}, the task's Storage tab)"
 
     def load(self) -> dict[str, Any] | None:
-        record = self.accessor.get(RECORD_KEY)
+        record = self.accessor.get(self.key)
         if record is None or isinstance(record, dict):
             return record
         raise StateConflictError(
@@ -49,11 +54,19 @@ class TaskStateRecordStore(RecordStore):
         )
 
     def save(self, record: dict[str, Any]) -> None:
-        self.accessor.set(RECORD_KEY, record)
+        self.accessor.set(self.key, record)
 
 
-def task_state_records(context: Any) -> RecordStore | None:
+def task_state_records(context: Any, key: str = RECORD_KEY) -> RecordStore | None:
     """The task instance's Task State Store where Airflow offers one (3.3+), else ``None`` (the
     layout then keeps the record in the work dir's state file)."""
     accessor = context.get("task_state_store") if hasattr(context, "get") else None
-    return TaskStateRecordStore(accessor) if accessor is not None else None
+    return TaskStateRecordStore(accessor, key) if accessor is not None else None
+
+
+def wave_records(context: Any, waves_file: Any) -> RecordStore:
+    """Where the sensor keeps its record of later waves: its own task instance's Task State Store
+    (3.3+), else ``waves.json`` in the job's folder of the work dir (``waves_file``)."""
+    from airflow_llm_batch.batch.record_store import FileRecordStore
+
+    return task_state_records(context, WAVES_KEY) or FileRecordStore(waves_file)

@@ -28,6 +28,7 @@ def llm_batch_step(
     min_success_rate: float | None = None,
     max_batch_age: Any = None,
     on_gate_breach: str = "fail",
+    allow_failed_batches: bool = False,
     **submit_kwargs: Any,
 ) -> TaskGroup:
     """Build the step inside the current DAG; ``group >> downstream`` waits for ``final``.
@@ -47,10 +48,13 @@ def llm_batch_step(
         run past it, and ``final``'s summary reports a round that took longer.
     :param on_gate_breach: ``"fail"`` (default: ``final`` fails, naming the rate and the top error
         types) or ``"warn"`` (``final`` logs a warning and succeeds; the summary's ``gates`` says so).
+    :param allow_failed_batches: a batch that failed as a whole (validation, billing) gives its items
+        permanent failed rows; the rounds and the final output go on, and ``final`` then fails naming
+        the batches unless this is ``True``.
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
-        ``conn_id``, ``provider_limits``, ``work_dir`` and ``timeout`` also apply to the retries.
-        ``dry_run=True`` checks and plans the first round without calling the provider; every task
-        after it is then skipped.
+        ``conn_id``, ``provider_limits``, ``queue_quota``, ``work_dir`` and ``timeout`` also apply to
+        the retries. ``dry_run=True`` checks and plans the first round without calling the provider;
+        every task after it is then skipped.
     """
     from airflow_llm_batch.operators.consolidate import LLMBatchConsolidateOperator
     from airflow_llm_batch.operators.results import LLMBatchResultsOperator
@@ -61,13 +65,20 @@ def llm_batch_step(
         raise ValueError("max_item_retries must be 0 or more")
     submit_class = submit_operator_class or LLMBatchSubmitOperator
     sensor_kwargs = {**({"max_batch_age": max_batch_age} if max_batch_age is not None else {}), **(sensor_kwargs or {})}
-    shared = ("conn_id", "provider_limits", "timeout", "retries", "retry_delay")
+    shared = ("conn_id", "provider_limits", "queue_quota", "timeout", "retries", "retry_delay")
     retry_kwargs = {k: submit_kwargs[k] for k in shared if k in submit_kwargs}
     with TaskGroup(group_id=group_id) as group:
         submit = submit_class(task_id="submit", **submit_kwargs)
         wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output, **dict(sensor_kwargs or {}))
+        # Results read the sensor's manifest: it names every wave's batches under a queue quota.
+        # Results tasks let failed batches through, so every round and the final output are written;
+        # ``final`` fails at the end of the step (unless allow_failed_batches).
         results = LLMBatchResultsOperator(
-            task_id="results", manifest=submit.output, output_format=output_format, cleanup=cleanup
+            task_id="results",
+            manifest=wait.output,
+            output_format=output_format,
+            cleanup=cleanup,
+            allow_failed_batches=True,
         )
         submit >> wait >> results
         summaries = [results.output]
@@ -79,7 +90,11 @@ def llm_batch_step(
                 task_id=f"{prefix}_wait", manifest=retry.output, **dict(sensor_kwargs or {})
             )
             retry_results = LLMBatchResultsOperator(
-                task_id=f"{prefix}_results", manifest=retry.output, output_format=output_format, cleanup=cleanup
+                task_id=f"{prefix}_results",
+                manifest=retry_wait.output,
+                output_format=output_format,
+                cleanup=cleanup,
+                allow_failed_batches=True,
             )
             previous >> retry >> retry_wait >> retry_results
             summaries.append(retry_results.output)
@@ -92,5 +107,6 @@ def llm_batch_step(
             min_success_rate=min_success_rate,
             max_batch_age=max_batch_age,
             on_gate_breach=on_gate_breach,
+            allow_failed_batches=allow_failed_batches,
         )
     return group

@@ -50,6 +50,7 @@ class ChunkRows:
         # custom_id -> the user's id, or ``_SEEN`` once a line of it has been read (no set of the
         # ids seen: a second table of fifty thousand strings cost as much again to fill and probe).
         self.ids: dict[str, Any] = jsonl.read_pairs(layout.ids_file(chunk))
+        self.seen = 0  # ids with a result line so far (late output is re-read while this is short)
         self.status = status
         self.validator = validator
         self.model = manifest.model
@@ -68,6 +69,7 @@ class ChunkRows:
         if user_id is _SEEN:
             return None  # a second line for the item, or a line already read before a download restarted
         ids[custom_id] = _SEEN
+        self.seen += 1
         return user_id
 
     def row(self, outcome: RawOutcome) -> tuple[ItemResult, str] | None:
@@ -86,6 +88,7 @@ class ChunkRows:
             keep = [index for index, custom_id in enumerate(custom_ids) if self.accept(custom_id) is not None]
         else:
             self.ids.update(marks)
+            self.seen += length
         columns = self._usual_columns(block, user_ids)
         general = set(block.others)
         if self.validator is not None:
@@ -140,11 +143,22 @@ class ChunkRows:
         }
 
     def unseen_rows(self) -> Iterator[tuple[ItemResult, str]]:
-        """A row for every id of the chunk with no result line: missing, expired or cancelled."""
+        """A row for every id of the chunk with no result line: missing, expired or cancelled; for a
+        batch that failed as a whole, a permanent ``invalid_request`` row with the provider's reason."""
         unseen_type, unseen_message = _UNSEEN_BY_OUTCOME.get(
             self.status.outcome or BatchOutcome.COMPLETED,
             (ErrorType.MISSING, "the provider returned no result for this item"),
         )
+        if self.status.outcome is BatchOutcome.FAILED:
+            reason = "; ".join(self.status.errors) or "the provider gave no reason"
+            unseen_type, unseen_message = (
+                ErrorType.INVALID_REQUEST,
+                f"batch {self.status.batch_id} failed as a whole: {reason}",
+            )
+        yield from self.rows_for_unseen(unseen_type, unseen_message)
+
+    def rows_for_unseen(self, unseen_type: ErrorType, unseen_message: str) -> Iterator[tuple[ItemResult, str]]:
+        """A failed row of this type and message for every id of the chunk with no result line."""
         ids = self.ids
         unseen = map(operator.is_not, ids.values(), itertools.repeat(_SEEN))
         for custom_id, user_id in itertools.compress(ids.items(), unseen):

@@ -20,7 +20,12 @@ from airflow_llm_batch.batch.gates import QualityGates, enforce_gates, record_ga
 from airflow_llm_batch.batch.manifest import Manifest
 from airflow_llm_batch.batch.pricing import PriceTable
 from airflow_llm_batch.batch.records import BatchStatus, JobKey
-from airflow_llm_batch.batch.results import RowSink, collect_results
+from airflow_llm_batch.batch.results import (
+    DEFAULT_LATE_OUTPUT_GRACE,
+    RowSink,
+    collect_results,
+    raise_for_failed_batches,
+)
 from airflow_llm_batch.batch.retry import consolidate, iter_result_rows
 from airflow_llm_batch.batch.schema import OutputValidator
 from airflow_llm_batch.batch.state import JobLayout, check_job_files
@@ -68,6 +73,8 @@ def finish_results(
     prices: PriceTable | None,
     cleanup: str = "after_results",
     gates: QualityGates | None = None,
+    allow_failed_batches: bool = False,
+    late_output_grace: float = DEFAULT_LATE_OUTPUT_GRACE,
 ) -> dict[str, Any]:
     """One row per submitted item into ``results.<format>`` (and ``table``); the Results summary.
 
@@ -75,6 +82,9 @@ def finish_results(
     :param cleanup: one of ``CLEANUP_MODES``: what to delete at the provider once every row is written.
     :param gates: judged once the rows are written (``gates.py``); a failing gate raises
         ``QualityGateError`` carrying the summary.
+    :param allow_failed_batches: else, once every row is written, raise ``BatchFailedError`` naming
+        the batches that failed as a whole (their items are permanent failed rows with the reason).
+    :param late_output_grace: seconds to re-read a batch whose output is late or short.
     """
     check_cleanup_mode(cleanup)
     layout = JobLayout(path_of(manifest.work_uri))
@@ -84,6 +94,8 @@ def finish_results(
         if table is not None:
             table.prepare(job_key, job_schema(layout, manifest.has_schema))
             earlier["sink"] = _write_table(table, path_of(earlier["output_uri"]))
+        if not allow_failed_batches:  # a cleared try fails as the first did: the batches still failed
+            raise_for_failed_batches(earlier.get("failed_batches") or [], f"results at {earlier['output_uri']}")
         enforce_gates(record_gates(earlier, gates, log))
         return earlier
     check_job_files(layout, manifest.batch_ids)
@@ -102,6 +114,7 @@ def finish_results(
             validator,
             on_batch=lambda _, status: statuses.append(status),
             prices=prices,
+            late_output_grace=late_output_grace,
         )
         _log_summary(summary)
         if table is not None:
@@ -110,6 +123,8 @@ def finish_results(
             summary["provider_cleanup"] = _clean_up(backend, manifest, statuses, cleanup, layout, summary)
     finally:
         backend.close()
+    if not allow_failed_batches:
+        raise_for_failed_batches(summary["failed_batches"], f"results at {summary['output_uri']}")
     enforce_gates(record_gates(summary, gates, log))
     return summary
 
@@ -192,12 +207,15 @@ def finish_consolidated(
     job_key: JobKey,
     prices: PriceTable | None,
     gates: QualityGates | None = None,
+    allow_failed_batches: bool = False,
 ) -> dict[str, Any]:
     """Every input id once, from its last attempt, into ``final.<format>`` (and ``table``).
 
     :param summaries: the Results summaries of every round; skipped rounds (``None``) are ignored.
     :param gates: judged on the final rows, recorded in ``summary.json`` too; a failing gate raises
         ``QualityGateError`` carrying the summary.
+    :param allow_failed_batches: else, once the final output is written, raise naming every batch
+        of any round that failed as a whole.
     """
     rounds = sorted((s for s in summaries or [] if s), key=lambda s: int(s["attempt"]))
     if not rounds:
@@ -233,6 +251,9 @@ def finish_consolidated(
         result["output_uri"],
     )
     _log_cost(result["cost"])
+    if not allow_failed_batches:
+        failed = [batch for summary in rounds for batch in summary.get("failed_batches") or []]
+        raise_for_failed_batches(failed, f"final output at {result['output_uri']}")
     enforce_gates(result)
     return result
 

@@ -21,20 +21,32 @@ class BatchEntry:
     :param chunk: index of the chunk file the batch was created from.
     :param count: requests in the batch.
     :param status: the last status seen (see ``BatchStatus.summary``), ``None`` before any poll.
+    :param tokens: the chunk's estimated enqueued tokens (what a queue quota meters; 0: not estimated).
+    :param source: what creating the batch again takes (``bytes``, ``model``, chunk file ``uri``,
+        Vertex ``table``), should the provider refuse it for capacity (``batch/wave_record.py``).
     """
 
     batch_id: str
     chunk: int
     count: int
     status: dict[str, Any] | None = None
+    tokens: int = 0
+    source: dict[str, Any] | None = None
 
 
 @dataclass
 class Manifest:
-    """What the Submit task returns.
+    """What the Submit task returns (the first wave), and the sensor once every batch ended (``waited``).
 
     :param work_uri: the folder of this attempt in the work dir (requests, ids, state, results).
     :param deadline: Unix seconds, fixed when the job was first submitted; retries keep it.
+    :param pending: chunks not submitted yet (``{"chunk": n, "count": k, "bytes", "model", "tokens",
+        "uri": chunk file}``): a queue quota keeps them for a later wave, which the sensor creates
+        (``batch/wave_record.py``); at the deadline they become retryable rows.
+    :param wave: the number of the last wave of batches created.
+    :param queue_quota: the quota the waves are planned under (configured, lowered by refusals).
+    :param waited: ``True`` in the sensor's manifest: the batches of every wave, with their last
+        statuses. The Results task needs that one when the job had pending chunks.
     """
 
     job_key: JobKey
@@ -50,6 +62,10 @@ class Manifest:
     deadline: float
     has_schema: bool = False
     fingerprint: str = ""
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    wave: int = 0
+    queue_quota: dict[str, Any] = field(default_factory=dict)
+    waited: bool = False
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -36,7 +36,8 @@ class JobLayout:
     """Where one attempt of one job keeps its files.
 
     ``{work_dir}/{dag_id}/{run_id}/{task_id}/attempt-{n}/`` with ``requests/`` (chunk files and
-    their id maps), ``state.json`` (unless ``records`` keeps the record elsewhere),
+    their id maps), ``state.json`` (unless ``records`` keeps the record elsewhere), ``waves.json``
+    (the sensor's record of later waves under a queue quota, likewise),
     ``writer.lease`` while a task creates batches, ``schema.json`` and ``results/``.
 
     :param records: where the job's record lives; ``None``: the state file in this folder.
@@ -75,6 +76,11 @@ class JobLayout:
     @property
     def state_file(self) -> StoragePath:
         return self.root / "state.json"
+
+    @property
+    def waves_file(self) -> StoragePath:
+        """The sensor's record of later waves on Airflow 3.1/3.2 (``wave_record.py``)."""
+        return self.root / "waves.json"
 
     @property
     def schema_file(self) -> StoragePath:
@@ -145,6 +151,8 @@ def check_fingerprint(state: JobState, prepared: PreparedJob, on_input_change: s
         superseded = state.data.setdefault("superseded", [])
         superseded.append({"fingerprint": previous, "chunks": state.data["chunks"]})
         state.data.update(chunks={}, fingerprint=prepared.fingerprint)
+        for earlier in ("handed_off", "wave", "learned_quota"):  # the earlier input's waves (``job.py``)
+            state.data.pop(earlier, None)
         state.save()
         return
     raise StateConflictError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
@@ -23,6 +24,7 @@ from airflow_llm_batch.batch.plan import DryRunPlan, build_plan, write_plan
 from airflow_llm_batch.batch.preflight import Preflight, PreflightSettings
 from airflow_llm_batch.batch.prepare import prepare_chunks
 from airflow_llm_batch.batch.pricing import CostEstimate, PriceTable, estimate_cost
+from airflow_llm_batch.batch.quota import ChunkLoad, QueueQuota, plan_waves
 from airflow_llm_batch.batch.record_store import RecordStore
 from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
@@ -44,6 +46,7 @@ class FirstRound:
     :param read_items: opens the items for the worker path (called at most once).
     :param requests_in_sql: ``True`` in place or fail, ``None`` when it fits, ``False`` never.
     :param preflight: the request check's settings (on, every rule, by default).
+    :param quota: the queue quota the batches go out under, in waves (``quota.py``); none: at once.
     """
 
     task: str
@@ -60,6 +63,7 @@ class FirstRound:
     max_cost: float | None = None
     prices: PriceTable | None = None
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
+    quota: QueueQuota | None = None
 
 
 def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> Manifest:
@@ -76,7 +80,10 @@ def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, j
         attempt=1,
         timeout_seconds=round_.timeout_seconds,
         on_input_change=round_.on_input_change,
+        quota=round_.quota,
     )
+    if manifest.pending:
+        log.info("%d chunk(s) wait for capacity under the queue quota (the sensor submits them)", len(manifest.pending))
     if estimate is not None:
         manifest.extra["cost_estimate"] = estimate.to_dict()
     return manifest
@@ -93,9 +100,12 @@ def plan_first(
     (``plan.json`` in the attempt folder) instead of the create calls. No state file is written,
     so a real run of the same task later starts from scratch.
 
-    :param waves: the chunk indexes per wave under a queue quota (none: one wave).
+    :param waves: the chunk indexes per wave; default: planned under ``round_.quota`` as the waves
+        would go if each waited for the one before (one wave without a quota).
     """
     prepared, estimate, check = _prepare_first(round_, backend, layout, job_key)
+    if waves is None and round_.quota is not None and not round_.quota.unlimited:
+        waves = partial(_planned_waves, round_.spec, round_.quota)
     plan = build_plan(
         prepared,
         round_.spec,
@@ -107,6 +117,12 @@ def plan_first(
     )
     write_plan(plan, layout.root)
     return plan
+
+
+def _planned_waves(spec: RequestSpec, quota: QueueQuota, prepared: PreparedJob) -> list[list[int]]:
+    embedding = spec.kind is Kind.EMBEDDING
+    loads = [ChunkLoad.estimate(c.index, c.count, c.bytes, spec.parameters, embedding) for c in prepared.chunks]
+    return plan_waves(loads, quota)
 
 
 def _prepare_first(
@@ -203,6 +219,7 @@ def submit_retry(
     timeout_seconds: float,
     on_input_change: str = "fail",
     records: RecordStore | None = None,
+    quota: QueueQuota | None = None,
 ) -> Manifest:
     """Resubmit the items a Results summary reported as retryable, as the next attempt, with their
     original requests (selected in place when the previous attempt was built there).
@@ -242,6 +259,7 @@ def submit_retry(
         attempt=attempt,
         timeout_seconds=timeout_seconds,
         on_input_change=on_input_change,
+        quota=quota,
     )
     manifest.has_schema = bool(summary.get("has_schema"))
     return manifest

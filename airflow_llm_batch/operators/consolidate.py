@@ -29,6 +29,8 @@ class LLMBatchConsolidateOperator(BaseOperator):
     :param max_batch_age: seconds or a ``timedelta`` from a round's submit to its results; a round that
         took longer is reported in the summary's ``gates`` and the log (never a failure).
     :param on_gate_breach: ``"fail"`` (default) or ``"warn"``, for ``min_success_rate``.
+    :param allow_failed_batches: ``False`` (default): after writing the final output, fail naming
+        every batch of any round that failed as a whole (their items are permanent failed rows).
 
     The summary's ``cost`` covers the tokens of every attempt, retried items included: each was paid.
     """
@@ -47,6 +49,7 @@ class LLMBatchConsolidateOperator(BaseOperator):
         min_success_rate: float | None = None,
         max_batch_age: Any = None,
         on_gate_breach: str = "fail",
+        allow_failed_batches: bool = False,
         **kwargs: Any,
     ) -> None:
         from airflow_llm_batch.operators._common import gates_of
@@ -59,6 +62,7 @@ class LLMBatchConsolidateOperator(BaseOperator):
         self.output_dir = output_dir
         self.prices = dict(prices or {})
         self.sink = sink
+        self.allow_failed_batches = allow_failed_batches
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_llm_batch.batch.finish import finish_consolidated
@@ -80,6 +84,7 @@ class LLMBatchConsolidateOperator(BaseOperator):
                 job_key=job_key_of(context),
                 prices=price_table(self.prices),
                 gates=self.gates,
+                allow_failed_batches=self.allow_failed_batches,
             ),
             step=True,
         )

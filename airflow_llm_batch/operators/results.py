@@ -29,6 +29,13 @@ class LLMBatchResultsOperator(BaseOperator):
     :param prices: batch prices per model for the summary's ``cost``, overriding the shipped table
         and ``[llm_batch] price_table``: ``{"my-model": {"input": 0.2, "output": 0.8}}`` (USD per 1M
         tokens).
+    :param allow_failed_batches: a batch that failed as a whole (validation, billing) makes its
+        items permanent failed rows with the provider's reason; every other chunk's rows are written
+        first. ``False`` (default): the task then fails, naming the batches. ``True``: it succeeds,
+        and the summary's ``failed_batches`` lists them.
+    :param late_output_grace: seconds to keep re-reading a batch that ended with its output not
+        all readable yet (Gemini's output set after ``SUCCEEDED``; an OpenAI output file shorter than
+        its counts) before the unread items become ``missing``; default 300.
     :param output_asset: an Airflow asset (an ``Asset`` or its URI) this task updates when it
         succeeds, so that other DAGs can be scheduled on fresh results. It is added to ``outlets``;
         the asset event's ``extra`` carries the summary's ``output_uri``, counts and cost. Asset
@@ -69,6 +76,8 @@ class LLMBatchResultsOperator(BaseOperator):
         min_success_rate: float | None = None,
         max_batch_age: Any = None,
         on_gate_breach: str = "fail",
+        allow_failed_batches: bool = False,
+        late_output_grace: float | None = None,
         **kwargs: Any,
     ) -> None:
         from airflow_llm_batch.batch.backends.storage_cleanup import check_cleanup_mode
@@ -84,6 +93,8 @@ class LLMBatchResultsOperator(BaseOperator):
         self.prices = dict(prices or {})
         self.sink = sink
         self.cleanup = check_cleanup_mode(cleanup)
+        self.allow_failed_batches = allow_failed_batches
+        self.late_output_grace = late_output_grace
         self._output_uri: str | None = None
 
     def execute(self, context: Any) -> dict[str, Any]:
@@ -108,6 +119,8 @@ class LLMBatchResultsOperator(BaseOperator):
                 prices=price_table(self.prices),
                 cleanup=self.cleanup,
                 gates=self.gates,
+                allow_failed_batches=self.allow_failed_batches,
+                **({} if self.late_output_grace is None else {"late_output_grace": float(self.late_output_grace)}),
             ),
         )
         self._output_uri = summary["output_uri"]

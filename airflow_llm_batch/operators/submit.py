@@ -73,6 +73,13 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param dry_run: render, check and write every request and a ``plan.json`` (batches, waves,
         estimated tokens and cost), print the plan, and call no provider; the task then ends
         skipped, and so do its sensor and results. Templated: ``"{{ params.dry_run }}"`` works.
+    :param queue_quota: what the job may have enqueued at the provider at a time, each measure
+        overriding the connection's ``queue_quota`` extra: ``{"enqueued_tokens": 2_000_000,
+        "enqueued_requests": 50_000, "concurrent_batches": 5}`` (tokens: the chunks' input tokens,
+        estimated as request bytes / 4, plus ``max_tokens`` per request). Above it the job goes out
+        in waves: this task creates the first, the sensor the next ones as batches end (see
+        ``docs/reliability.md``, "Queue quotas"). ``None`` (default, and no extra): no limit, every
+        batch at once.
     """
 
     template_fields: Sequence[str] = (
@@ -118,6 +125,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         requests_in_sql: bool | None = None,
         preflight: bool | Mapping[str, Any] = True,
         dry_run: bool | str = False,
+        queue_quota: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -146,6 +154,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         self.preflight = preflight
         # ``dry_run`` is a method of BaseOperator (it logs the rendered fields), hence the name.
         self.dry_run_mode = dry_run
+        self.queue_quota = dict(queue_quota) if queue_quota is not None else None
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -222,6 +231,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             max_cost=self.max_cost,
             prices=price_table(self.prices),
             preflight=PreflightSettings.coerce(self.preflight),
+            quota=self._quota(backend),
         )
         work_dir = resolve_work_dir(self.work_dir, hook, getattr(self, "executor", None))
         layout = JobLayout.for_job(work_dir, job_key, attempt=1, records=task_state_records(context))
@@ -257,6 +267,7 @@ class LLMBatchSubmitOperator(BaseOperator):
             timeout_seconds=self.timeout_seconds,
             on_input_change=self.on_input_change,
             records=task_state_records(context),
+            quota=self._quota(backend),
         )
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
@@ -268,6 +279,12 @@ class LLMBatchSubmitOperator(BaseOperator):
 
         dataset = items_dataset_id(self._items())
         return operator_lineage(inputs=[dataset] if dataset else [])
+
+    def _quota(self, backend: Any) -> Any:
+        """The queue quota: the connection's ``queue_quota`` extra, overridden by the argument."""
+        from airflow_llm_batch.batch.quota import QueueQuota
+
+        return QueueQuota.from_settings(backend.config.extra, self.queue_quota)
 
     def _backend(self, hook: Any) -> Any:
         """The backend this task submits through (a seam for fault-injection tests)."""

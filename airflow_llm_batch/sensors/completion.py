@@ -21,13 +21,18 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
 
     While deferred it holds no worker slot: the triggerer polls with the provider's async client.
     The deadline comes from the manifest (fixed at submit time), so retries and triggerer restarts
-    never extend it. A batch that failed as a whole (input validation, billing) fails the task;
-    expired and cancelled batches do not: their finished items are collected by the Results task.
+    never extend it. Under a queue quota (``queue_quota`` of the Submit task) the job goes out in
+    waves: each time capacity frees, the sensor resumes on a worker, creates the next wave from
+    the pending chunks and defers again; a batch refused for capacity sends its chunk back to
+    pending (nothing was billed). A batch that failed as a whole for another reason (validation,
+    billing) does not fail this task: the Results task writes every other chunk's rows and fails
+    at its end. Expired and cancelled batches: their finished items are collected by Results.
     When the deadline passes, the batches still running are cancelled (``cancel_on_timeout``) and,
     once they have ended, the sensor succeeds with a warning so the finished items are harvested
     and the rest become retryable ``cancelled`` rows.
 
-    :param manifest: the Submit task's return value (``submit.output``).
+    :param manifest: the Submit task's return value (``submit.output``). The sensor returns the
+        manifest of every wave's batches with their statuses: pass *its* output to the Results task.
     :param deferrable: wait in the triggerer (default). ``False`` uses ``mode`` (poke or reschedule).
     :param poll_interval: seconds between status polls; default ``[llm_batch] poll_interval`` (60).
     :param cancel_on_timeout: cancel batches still running when the deadline passes, then harvest.
@@ -80,61 +85,114 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
 
     def execute(self, context: Any) -> Any:
         manifest = self._manifest()
-        if not manifest.batches:
+        if not manifest.batches and not manifest.pending:
             self.log.info("No batches to wait for (the input had no items)")
             return manifest.to_dict()
         if not self.deferrable:
             return super().execute(context)
+        return self._advance(context, manifest, {})
+
+    def _advance(self, context: Any, manifest: Any, statuses: dict[str, Any]) -> Any:
+        """Record what ended, create the next wave where capacity allows, then defer again or finish."""
         from airflow_llm_batch.triggers.completion import LLMBatchCompletionTrigger
 
+        running = self._next_wave(context, manifest, statuses)
+        if not running and (not manifest.pending or time.time() >= manifest.deadline):
+            return self._finish(context, manifest, statuses)
         remaining = max(0.0, manifest.deadline - time.time())
         self.log.info(
-            "Deferring until %d batch(es) end; deadline in %s", len(manifest.batches), timedelta(seconds=int(remaining))
+            "Deferring until %d batch(es) end%s; deadline in %s",
+            len(running),
+            f" or capacity frees for {len(manifest.pending)} pending chunk(s)" if manifest.pending else "",
+            timedelta(seconds=int(remaining)),
         )
+        totals = {b.batch_id: b.count for b in manifest.batches}
         self.defer(
             trigger=LLMBatchCompletionTrigger(
                 conn_id=manifest.conn_id,
                 provider=manifest.provider,
-                batch_ids=manifest.batch_ids,
+                batch_ids=running,
                 deadline=manifest.deadline,
                 poll_interval=self.poll_interval,
                 submitted_at=manifest.submitted_at,
-                totals={b.batch_id: b.count for b in manifest.batches},
+                totals={batch_id: totals[batch_id] for batch_id in running},
                 cancel_on_timeout=self.cancel_on_timeout,
                 cancel_on_kill=self.cancel_on_kill,
                 max_batch_age=self.max_batch_age,
+                pending_chunks=len(manifest.pending),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=remaining + self.poll_interval + DEFERRAL_GRACE_SECONDS),
         )
 
+    def _next_wave(self, context: Any, manifest: Any, statuses: dict[str, Any]) -> list[str]:
+        """Update ``manifest`` from this sensor's wave record (waves, refusals); return the batches
+        still running.
+
+        Batches refused for capacity send their chunks back to pending; before the deadline, the
+        pending chunks that fit under the quota become the next wave (``batch/wave_record.py``).
+        """
+        from airflow_llm_batch.batch.wave_record import advance_waves, recorded_statuses, refresh_manifest
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.operators._common import storage_path
+
+        records, layout = self._wave_records(context, manifest)
+        if not records.pending() and not any((s or {}).get("outcome") for s in statuses.values()):
+            refresh_manifest(manifest, records)  # nothing to create or to learn from: no provider call
+        else:
+            backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+            try:
+                report = advance_waves(
+                    manifest, records, statuses, backend, path_of=storage_path, lease_file=layout.lease_file
+                )
+            finally:
+                backend.close()
+            if report.created or manifest.pending:
+                self.log.info(report.line())
+        ended = recorded_statuses(records)
+        return [batch_id for batch_id in manifest.batch_ids if batch_id not in ended]
+
+    def _wave_records(self, context: Any, manifest: Any) -> Any:
+        """This sensor's record of later waves (its own: the Submit task's record is Submit's) and the
+        job's layout. On Airflow 3.3+ the record is in this task instance's Task State Store."""
+        from airflow_llm_batch.batch.state import JobLayout
+        from airflow_llm_batch.batch.wave_record import load_wave_record
+        from airflow_llm_batch.operators._common import storage_path
+        from airflow_llm_batch.state_store import wave_records
+
+        layout = JobLayout(storage_path(manifest.work_uri))
+        self._waves_store = wave_records(context, layout.waves_file)  # on_kill has no context
+        return load_wave_record(self._waves_store, manifest), layout
+
     def poke(self, context: Any) -> bool | PokeReturnValue:
+        from airflow_llm_batch.batch.wave_record import recorded_statuses, refresh_manifest
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
         from airflow_llm_batch.progress import ProgressTracker, age_warning
 
         manifest = self._manifest()
+        records, _ = self._wave_records(context, manifest)
+        refresh_manifest(manifest, records)  # every wave's batches, not only Submit's first
         backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+        ended = recorded_statuses(records)
+        waiting = [entry for entry in manifest.batches if entry.batch_id not in ended]
         progress = ProgressTracker(
-            manifest.batch_ids, manifest.submitted_at, {b.batch_id: b.count for b in manifest.batches}
+            [e.batch_id for e in waiting], manifest.submitted_at, {e.batch_id: e.count for e in waiting}
         )
-        polled = [self._status(backend, manifest, entry.batch_id) for entry in manifest.batches]
+        polled = [self._status(backend, manifest, entry.batch_id) for entry in waiting]
         statuses = {status.batch_id: status.summary() for status in polled}
         for line in progress.poll_lines(polled):
             self.log.info(line)
-        all_ended = all(s["outcome"] for s in statuses.values())
-        if (
-            not all_ended
-            and not self._age_warned
-            and (warning := age_warning(manifest.submitted_at, self.max_batch_age))
-        ):
+        running = self._next_wave(context, manifest, statuses)
+        if running and not self._age_warned and (warning := age_warning(manifest.submitted_at, self.max_batch_age)):
             self.log.warning(warning)
             self._age_warned = True
-        if all_ended:
+        if not running and (not manifest.pending or time.time() >= manifest.deadline):
+            if manifest.pending and not self.cancel_on_timeout:
+                self._raise_timeout([], len(manifest.pending))
             return PokeReturnValue(is_done=True, xcom_value=self._finish(context, manifest, statuses))
         if time.time() >= manifest.deadline:
-            running = [b for b, s in statuses.items() if not s["outcome"]]
             if not self.cancel_on_timeout:
-                self._raise_timeout(running)
+                self._raise_timeout(running, len(manifest.pending))
             for batch_id in running:  # then keep poking until the cancellations have ended
                 self.log.warning("Deadline passed: cancelling batch %s to harvest what finished", batch_id)
                 backend.cancel(batch_id)
@@ -143,13 +201,17 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         manifest = self._manifest()
         statuses = event.get("batches") or {}
-        if event.get("status") == "success":
-            return self._finish(context, manifest, statuses)
+        if event.get("status") in ("success", "capacity"):
+            return self._advance(context, manifest, statuses)
         if event.get("status") == "timeout":
-            running = [b for b in manifest.batch_ids if not (statuses.get(b) or {}).get("outcome")]
-            if running:
-                self._raise_timeout(running)
-            self.log.warning("The deadline passed; the batches were cancelled. Harvesting what finished.")
+            running = self._next_wave(context, manifest, statuses)
+            if running or (manifest.pending and not self.cancel_on_timeout):
+                self._raise_timeout(running, len(manifest.pending))
+            self.log.warning(
+                "The deadline passed; the batches were cancelled and %d chunk(s) were never submitted. "
+                "Harvesting what finished.",
+                len(manifest.pending),
+            )
             return self._finish(context, manifest, statuses)
         if event.get("refusal"):
             self._raise_refused(str(event.get("refusal")), str(event.get("message")))
@@ -182,14 +244,16 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         raise BatchRefusedError(message)
 
     def _finish(self, context: Any, manifest: Any, statuses: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        from airflow_llm_batch.exceptions import BatchFailedError
-
+        # ``manifest`` names every wave's batches (``_next_wave`` ran first), with the statuses this
+        # sensor recorded; the Results task reads this manifest, not a record it cannot reach.
         for entry in manifest.batches:
-            entry.status = statuses.get(entry.batch_id)
+            entry.status = statuses.get(entry.batch_id) or entry.status
+        manifest.waited = True
         failed = [e for e in manifest.batches if (e.status or {}).get("outcome") == "failed"]
-        if failed:
-            reasons = "; ".join(f"{e.batch_id}: {', '.join(e.status['errors']) or 'no reason given'}" for e in failed)
-            raise BatchFailedError(f"{len(failed)} batch(es) failed as a whole at {manifest.provider}: {reasons}")
+        for entry in failed:
+            # Not raised here: the Results task writes every other chunk's rows first, then fails.
+            reasons = ", ".join(entry.status["errors"]) or "no reason given"
+            self.log.warning("Batch %s (chunk %d) failed as a whole: %s", entry.batch_id, entry.chunk, reasons)
         push_console_url(context, manifest.provider, manifest.batch_ids)
         outcomes = sorted({(e.status or {}).get("outcome") or "?" for e in manifest.batches})
         failed_items = sum(int((e.status or {}).get("failed") or 0) for e in manifest.batches)
@@ -197,28 +261,35 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         # schema is found by the Results task, so its failed count can be higher than this one.
         self.log.info(
             "All %d batch(es) ended: %s; %d item(s) failed at the provider (the results task also counts "
-            "answers that break the output schema, so its failed count can be higher)",
+            "answers that break the output schema, so its failed count can be higher)%s",
             len(manifest.batches),
             ", ".join(outcomes),
             failed_items,
+            f"; {len(manifest.pending)} chunk(s) never submitted (retryable rows)" if manifest.pending else "",
         )
         return manifest.to_dict()
 
-    def _raise_timeout(self, running: list[str]) -> None:
+    def _raise_timeout(self, running: list[str], pending: int = 0) -> None:
         from airflow_llm_batch.exceptions import BatchTimeoutError
 
         raise BatchTimeoutError(
             f"the deadline fixed at submit time passed with {len(running)} batch(es) still running: {running}"
+            + (f" and {pending} chunk(s) never submitted (the queue quota kept them waiting)" if pending else "")
             + ("" if self.cancel_on_timeout else "; they keep running (cancel_on_timeout=False)")
+            + (". Clear the run to submit the waiting chunks with a new deadline" if pending else "")
         )
 
     def on_kill(self) -> None:
         """Poke mode: a user killed the task; cancel the batches if configured."""
         if not self.cancel_on_kill:
             return
+        from airflow_llm_batch.batch.wave_record import load_wave_record, refresh_manifest
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
 
         manifest = self._manifest()
+        store = getattr(self, "_waves_store", None)
+        if store is not None:  # every wave's batches, as the pokes before the kill recorded them
+            refresh_manifest(manifest, load_wave_record(store, manifest))
         backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
         for batch_id in manifest.batch_ids:
             status = backend.get_status(batch_id)

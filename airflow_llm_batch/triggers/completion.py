@@ -46,6 +46,9 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         it (Airflow 3.3+ calls ``on_kill``; a triggerer restart does not).
     :param max_batch_age: seconds after the submit; past it, one warning in the task log (once per
         run of the trigger: a triggerer restart may say it again).
+    :param pending_chunks: chunks of the job a queue quota keeps waiting (``batch/waves.py``). Then
+        the trigger fires (``"capacity"``) as soon as one of the batches ends, so that the sensor
+        creates the next wave; with no batch running it fires after one poll interval.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         cancel_on_timeout: bool = True,
         cancel_on_kill: bool = True,
         max_batch_age: float | None = None,
+        pending_chunks: int = 0,
     ) -> None:
         super().__init__()
         self.max_batch_age = None if max_batch_age is None else float(max_batch_age)
@@ -72,6 +76,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         self.totals = dict(totals or {})
         self.cancel_on_timeout = cancel_on_timeout
         self.cancel_on_kill = cancel_on_kill
+        self.pending_chunks = int(pending_chunks)
         self._ended: set[str] = set()
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -88,6 +93,7 @@ class LLMBatchCompletionTrigger(BaseTrigger):
                 "cancel_on_timeout": self.cancel_on_timeout,
                 "cancel_on_kill": self.cancel_on_kill,
                 "max_batch_age": self.max_batch_age,
+                "pending_chunks": self.pending_chunks,
             },
         )
 
@@ -103,6 +109,11 @@ class LLMBatchCompletionTrigger(BaseTrigger):
         cancelled_at: float | None = None
         age_warned = False
         try:
+            if self.pending_chunks and not self.batch_ids:
+                # Nothing runs (the quota refused every create): try again after one interval.
+                await asyncio.sleep(self._next_sleep(0, False))
+                yield TriggerEvent(_event("capacity", statuses, "time to try the pending chunks again"))
+                return
             await asyncio.sleep(self._first_delay())
             while True:
                 failed = await self._poll_round(backend, progress, statuses)
@@ -122,6 +133,10 @@ class LLMBatchCompletionTrigger(BaseTrigger):
                 if pending and not age_warned and (warning := age_warning(self.submitted_at, self.max_batch_age)):
                     self.log.warning(warning)
                     age_warned = True
+                if self.pending_chunks and self._ended and pending and cancelled_at is None:
+                    message = f"{len(self._ended)} batch(es) ended; {self.pending_chunks} chunk(s) wait for capacity"
+                    yield TriggerEvent(_event("capacity", statuses, message))
+                    return
                 if not pending:
                     self.log.info(progress.total_line())
                     message = "all batches have ended"

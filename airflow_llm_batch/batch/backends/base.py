@@ -275,6 +275,20 @@ class BatchBackend(ABC):
         are written; never raises for a delete the provider refuses (``storage_cleanup.py``)."""
         return StorageCleanup()
 
+    def is_capacity_error(self, error: BaseException) -> bool:
+        """Whether a create call was refused for the account's queue quota or capacity: nothing was
+        created or billed, and the chunk may be sent again once capacity frees.
+
+        429 on create is how Anthropic (rate-limit docs), Gemini and Vertex (RESOURCE_EXHAUSTED,
+        googleapis/python-genai#1901) refuse a batch over their queue quota.
+        """
+        return error_status(error) == 429 or "RESOURCE_EXHAUSTED" in str(error)
+
+    def refused_for_capacity(self, errors: tuple[str, ...] | list[str]) -> bool:
+        """Whether a batch that failed as a whole (its ``BatchStatus.errors``, ``"code: message"``)
+        was refused for queue quota or capacity, rather than for its content."""
+        return any(_error_code(error) in CAPACITY_ERROR_CODES or "RESOURCE_EXHAUSTED" in error for error in errors)
+
     def is_transient(self, error: BaseException) -> bool:
         """Whether an error talking to the provider may go away on its own (429, 5xx, dropped connection)."""
         return is_transient_error(error)
@@ -322,6 +336,24 @@ MODEL_FAMILIES: dict[str, dict[str, tuple[str, str]]] = {
 MODEL_FAMILIES["vertex"] = MODEL_FAMILIES["gemini"]
 
 _TRANSIENT_STATUS = {408, 409, 425, 429}
+# Whole-batch failure codes that mean "over the queue quota", not "bad input": OpenAI's
+# token_limit_exceeded (openai/openai-python#2084) and its request-limit twin (community.openai.com
+# 1002388), Anthropic's rate_limit_error, Google's RESOURCE_EXHAUSTED / 429.
+CAPACITY_ERROR_CODES = frozenset(
+    {"token_limit_exceeded", "request_limit_exceeded", "rate_limit_error", "RESOURCE_EXHAUSTED", "429"}
+)
+
+
+def _error_code(error: str) -> str:
+    return error.split(":", 1)[0].strip()
+
+
+def error_status(error: BaseException) -> int | None:
+    """The HTTP status an SDK exception carries (``status_code`` or ``code``), if any."""
+    status = getattr(error, "status_code", None)
+    if not isinstance(status, int):
+        status = getattr(error, "code", None)
+    return status if isinstance(status, int) and status > 0 else None
 
 
 @dataclass(frozen=True)
@@ -389,10 +421,8 @@ def is_transient_error(error: BaseException) -> bool:
     httpx2's in current releases, httpx's in the older ones our floors allow (openai 2.x and
     google-genai 2.x require httpx, their 3.x releases httpx2), so both count.
     """
-    status = getattr(error, "status_code", None)
-    if not isinstance(status, int):
-        status = getattr(error, "code", None)
-    if isinstance(status, int) and status > 0:
+    status = error_status(error)
+    if status is not None:
         return status in _TRANSIENT_STATUS or status >= 500
     if isinstance(error, ConnectionError | TimeoutError) or type(error).__name__ in (
         "APIConnectionError",

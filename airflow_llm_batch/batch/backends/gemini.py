@@ -366,6 +366,9 @@ def status_of(batch: Any) -> BatchStatus:
         details={
             "inlined_responses": inline if outcome is not None else None,
             "responses_file": dest.file_name if dest is not None else None,
+            # SUCCEEDED can be reported before the output is set (tidyverse/ellmer#926): the
+            # Results task reads the job again for a while rather than calling every item missing.
+            "output_pending": outcome is BatchOutcome.COMPLETED and not inline and not (dest and dest.file_name),
         },
     )
 
