@@ -94,10 +94,11 @@ def collect_rows(
     manifest: Manifest,
     validator: OutputValidator | None = None,
     output_format: str = "jsonl",
+    **collect_kwargs: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Collect into the job's results folder; the rows are read back when the sink is JSONL."""
     sink = open_sink(layout.results_dir, output_format)
-    summary = collect_results(manifest, backend, layout, sink, validator)
+    summary = collect_results(manifest, backend, layout, sink, validator, **collect_kwargs)
     rows: list[dict[str, Any]] = []
     if output_format == "jsonl":
         rows = [json.loads(line) for line in (layout.results_dir / "results.jsonl").read_text().splitlines()]

@@ -8,11 +8,13 @@ Responses API (``openai_responses``).
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
 
 from airflow_llm_batch.batch.job import JobState
+from airflow_llm_batch.batch.results import raise_for_failed_batches
 from airflow_llm_batch.exceptions import BatchFailedError
 from tests.integration.conftest import PROVIDERS, WITHOUT_TAGS, flow_for
 
@@ -83,7 +85,7 @@ def test_expired_and_cancelled_batches_keep_finished_items(flow, llm_batch_emula
     assert summary["failed"] > 0
 
 
-def test_a_batch_that_fails_validation_is_reported_as_such(flow, llm_batch_emulator):
+def test_a_batch_that_fails_validation_becomes_permanent_rows_with_the_reason(flow, llm_batch_emulator):
     llm_batch_emulator.update_scenario(batch_outcome="failed")
     if flow.provider == "anthropic":
         # Anthropic refuses an invalid batch at create time: nothing is created, the task fails.
@@ -93,8 +95,13 @@ def test_a_batch_that_fails_validation_is_reported_as_such(flow, llm_batch_emula
     layout, manifest = flow.submit(ITEMS)
     [status] = flow.wait(manifest)
     assert status.outcome.value == "failed"
-    with pytest.raises(BatchFailedError, match="failed as a whole"):
-        flow.collect(layout, manifest)
+    summary, rows = flow.collect(layout, manifest)
+    [failed] = summary["failed_batches"]
+    assert failed["batch_id"] == status.batch_id and failed["reason"]
+    assert summary["permanent"] == len(ITEMS) == len(rows)
+    assert all(r["error_type"] == "invalid_request" and failed["reason"] in r["error_message"] for r in rows)
+    with pytest.raises(BatchFailedError, match=re.escape(status.batch_id)):
+        raise_for_failed_batches(summary["failed_batches"], "test")
 
 
 def test_429_and_5xx_bursts_on_create_are_ridden_out_by_retries(flow, llm_batch_emulator):
@@ -127,7 +134,9 @@ def test_a_retried_submit_reattaches_from_the_state_file(flow, llm_batch_emulato
 
 def test_a_lost_create_response_is_found_by_tag_where_the_provider_has_tags(flow, llm_batch_emulator):
     layout, first = flow.submit(ITEMS)
-    JobState.load(layout.state_file).set_chunk(0, state="intent", batch_id=None)
+    state = JobState.load(layout.state_file)
+    state.data.pop("handed_off", None)  # the task died during a create: before it handed its first wave on
+    state.set_chunk(0, state="intent", batch_id=None)
     _, second = flow.submit(ITEMS)
     batches = llm_batch_emulator.ledger()["batches"]
     if flow.provider in WITHOUT_TAGS:

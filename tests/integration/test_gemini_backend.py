@@ -148,15 +148,14 @@ def test_an_ended_early_batch_marks_unanswered_items_retryable(backend, tmp_path
         assert summary["succeeded"] == 5 and summary["by_error_type"] == {"cancelled": 5}
 
 
-def test_a_failed_batch_is_reported_not_turned_into_rows(backend, tmp_path, llm_batch_emulator):
-    from airflow_llm_batch.exceptions import BatchFailedError
-
+def test_a_failed_batch_gives_permanent_rows_and_is_listed(backend, tmp_path, llm_batch_emulator):
     llm_batch_emulator.update_scenario(batch_outcome="failed")
     layout, manifest = _run(backend, tmp_path, _items(3))
     [status] = _wait(backend, manifest)
     assert status.outcome.value == "failed" and status.errors
-    with pytest.raises(BatchFailedError, match="failed as a whole"):
-        _collect(backend, layout, manifest)
+    summary, rows = _collect(backend, layout, manifest)
+    assert [b["batch_id"] for b in summary["failed_batches"]] == [status.batch_id]
+    assert len(rows) == 3 and all(r["error_type"] == "invalid_request" and not r["retryable"] for r in rows)
 
 
 def test_a_create_whose_response_was_lost_is_found_by_its_display_name(backend, tmp_path, llm_batch_emulator):
@@ -164,6 +163,7 @@ def test_a_create_whose_response_was_lost_is_found_by_its_display_name(backend, 
     assert backend.find_batch(KEY, 0) == first.batch_ids[0]
     assert backend.find_batch(KEY, 1) is None and backend.find_batch(JobKey("other", "t", "r"), 0) is None
     state = JobState.load(layout.state_file)
+    state.data.pop("handed_off", None)  # it died before handing its first wave on
     state.set_chunk(0, state="intent", batch_id=None)  # as if the task died during the create call
     _, second = _run(backend, tmp_path, _items(5))
     assert second.batch_ids == first.batch_ids

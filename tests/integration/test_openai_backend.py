@@ -93,6 +93,7 @@ def test_a_second_submit_of_the_same_job_reattaches_instead_of_paying_again(back
 def test_a_create_whose_response_was_lost_is_found_by_its_metadata_tag(backend, tmp_path, llm_batch_emulator):
     layout, first = _run(backend, tmp_path, _items(5))
     state = JobState.load(layout.state_file)
+    state.data.pop("handed_off", None)  # it died before handing its first wave on
     state.set_chunk(0, state="intent", batch_id=None)  # as if the task died during the create call
     _, second = _run(backend, tmp_path, _items(5))
     assert second.batch_ids == first.batch_ids

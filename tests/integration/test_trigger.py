@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from airflow_llm_batch.batch.records import JobKey
 from airflow_llm_batch.triggers.completion import LLMBatchCompletionTrigger
 from tests.integration.conftest import TRIGGER_SECRET
 
@@ -97,3 +98,23 @@ def test_at_the_deadline_running_batches_are_cancelled_and_what_finished_is_harv
     _, rows = flow.collect(layout, manifest)
     assert sorted(r["id"] for r in rows) == sorted(i["id"] for i in ITEMS)
     assert all(r["status"] == "succeeded" or (r["retryable"] and r["error_type"] == "cancelled") for r in rows)
+
+
+def test_with_pending_chunks_the_trigger_fires_when_capacity_frees(flow, connection, llm_batch_emulator):
+    """Under a queue quota the sensor must create the next wave as soon as one batch ends."""
+    llm_batch_emulator.update_scenario(completion_seconds=0.5)
+    _, fast = flow.submit(ITEMS)
+    llm_batch_emulator.update_scenario(completion_seconds=30.0)
+    _, slow = flow.submit(ITEMS, key=JobKey("dag", "submit", "other-run"))
+    trigger = _revive(_trigger(fast, connection, batch_ids=fast.batch_ids + slow.batch_ids, pending_chunks=3))
+    event = asyncio.run(asyncio.wait_for(_first_event(trigger), 20))
+    assert event["status"] == "capacity"
+    assert event["batches"][fast.batch_ids[0]]["outcome"] == "completed"
+    assert event["batches"][slow.batch_ids[0]]["outcome"] is None
+
+
+def test_with_pending_chunks_and_nothing_running_the_trigger_fires_after_one_interval(flow, connection):
+    _, manifest = flow.submit(ITEMS)
+    trigger = _trigger(manifest, connection, batch_ids=[], pending_chunks=2, poll_interval=0.3)
+    event = asyncio.run(asyncio.wait_for(_first_event(trigger), 5))
+    assert event["status"] == "capacity"

@@ -10,7 +10,7 @@ from airflow_llm_batch.batch.backends.vertex import VertexBackend, labels, statu
 from airflow_llm_batch.batch.job import JobState
 from airflow_llm_batch.batch.records import ErrorType, JobKey, Kind
 from airflow_llm_batch.batch.schema import ResponseSchema
-from airflow_llm_batch.exceptions import BatchFailedError, ConfigurationError
+from airflow_llm_batch.exceptions import ConfigurationError
 from tests.integration.harness import KEY, collect_rows, items, submit_items, wait_for
 
 SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}}, "required": ["label"]}
@@ -65,6 +65,7 @@ def test_a_lost_create_response_is_found_again_by_its_labels(backend, tmp_path, 
     assert backend.find_batch(KEY, 0) == manifest.batch_ids[0]
     assert backend.find_batch(KEY, 1) is None
     state = JobState.load(layout.state_file)
+    state.data.pop("handed_off", None)  # it died before handing its first wave on
     state.set_chunk(0, state="intent", batch_id=None)  # as if the task died during the create call
     _, again = run(backend, tmp_path, 3)
     assert again.batch_ids == manifest.batch_ids and len(llm_batch_emulator.ledger()["batches"]) == 1
@@ -74,8 +75,10 @@ def test_a_failed_job_is_a_batch_failure_with_its_reason(backend, tmp_path, llm_
     llm_batch_emulator.update_scenario(batch_outcome="failed")
     layout, manifest = run(backend, tmp_path, 3)
     wait(backend, manifest)
-    with pytest.raises(BatchFailedError, match="failed validation"):
-        collect(backend, layout, manifest)
+    summary, rows = collect(backend, layout, manifest)
+    [failed] = summary["failed_batches"]
+    assert "failed validation" in failed["reason"]
+    assert len(rows) == 3 and all("failed validation" in r["error_message"] and not r["retryable"] for r in rows)
 
 
 def test_an_expired_job_marks_the_unfinished_items_expired(backend, tmp_path, llm_batch_emulator):

@@ -204,6 +204,7 @@ def test_a_task_retry_re_attaches_and_never_builds_or_creates_again(backend, tmp
     assert len(vertex_creates(llm_batch_emulator)) == 1
 
     state = JobState.load(tables.layout.state_file)  # a try that died during the create call
+    state.data.pop("handed_off", None)  # it died before handing its first wave on
     state.set_chunk(0, state="intent", batch_id=None)
     third_tables, third = build(backend, tmp_path, query)
     assert submit(third_tables, third, backend).batch_ids == manifest.batch_ids  # found by its labels

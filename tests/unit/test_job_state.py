@@ -12,7 +12,8 @@ import pytest
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import ChunkFile, PreparedJob, RequestSpec
 from airflow_llm_batch.batch.job import submit_prepared
-from airflow_llm_batch.batch.records import JobKey, Kind
+from airflow_llm_batch.batch.quota import QueueQuota
+from airflow_llm_batch.batch.records import BatchStatus, JobKey, Kind
 from airflow_llm_batch.batch.state import JobLayout, JobState
 from airflow_llm_batch.exceptions import StateConflictError
 
@@ -54,13 +55,26 @@ class FakeBackend:
         self.job_lookups += 1
         return dict(self.job_tagged)
 
+    def get_status(self, batch_id: str) -> BatchStatus:
+        return BatchStatus(batch_id, "in_progress", None, 0, 0, 0)
+
+    def is_capacity_error(self, error: BaseException) -> bool:
+        return isinstance(error, QuotaRefusal)
+
+    def refused_for_capacity(self, errors: tuple[str, ...]) -> bool:
+        return any(error.startswith("token_limit_exceeded") for error in errors)
+
+
+class QuotaRefusal(Exception):
+    """What a 429 on create stands for here."""
+
 
 def prepared(layout: JobLayout, counts=(3, 2), fingerprint="fp-1") -> PreparedJob:
     chunks = tuple(ChunkFile(i, layout.chunk_file(i), n, 100 * n, SPEC.model) for i, n in enumerate(counts))
     return PreparedJob(chunks=chunks, item_count=sum(counts), fingerprint=fingerprint)
 
 
-def submit(layout, backend, job, *, now=1000.0, on_input_change="fail"):
+def submit(layout, backend, job, *, now=1000.0, on_input_change="fail", quota=None):
     return submit_prepared(
         job,
         backend=backend,  # type: ignore[arg-type]
@@ -72,6 +86,7 @@ def submit(layout, backend, job, *, now=1000.0, on_input_change="fail"):
         timeout_seconds=60,
         on_input_change=on_input_change,
         clock=lambda: now,
+        quota=quota,
     )
 
 
@@ -176,3 +191,61 @@ def test_an_empty_job_creates_nothing_and_still_has_a_deadline(layout):
     backend = FakeBackend(layout)
     manifest = submit(layout, backend, prepared(layout, counts=()))
     assert backend.created == [] and manifest.batches == [] and manifest.deadline == 1060.0
+
+
+def test_under_a_quota_the_chunks_beyond_it_are_recorded_pending_not_created(layout):
+    backend = FakeBackend(layout)
+    manifest = submit(layout, backend, prepared(layout, counts=(3, 2, 4)), quota=QueueQuota(concurrent_batches=2))
+    assert backend.created == [0, 1] and manifest.wave == 1
+    # The pending chunk travels to the sensor with what creating it takes, never item data.
+    [pending] = manifest.pending
+    assert pending["chunk"] == 2 and pending["count"] == 4 and pending["bytes"] == 400 and pending["tokens"] > 0
+    assert pending["uri"].endswith("requests/chunk-00002.jsonl") and pending["model"] == SPEC.model
+    assert manifest.queue_quota["concurrent_batches"] == 2 and all(b.tokens > 0 for b in manifest.batches)
+    state = JobState.load(layout.state_file)
+    assert state.chunk(2)["state"] == "pending" and state.data["queue_quota"]["concurrent_batches"] == 2
+    assert state.data["handed_off"] is True
+
+
+def test_a_create_refused_for_capacity_leaves_its_chunk_pending_and_lowers_the_wave_size(layout):
+    backend = FakeBackend(layout)
+
+    def refuse_the_second(chunk, spec, job_key):
+        if chunk.index == 1:
+            raise QuotaRefusal("429 rate_limit_error")
+        return f"batch-{chunk.index}"
+
+    backend.submit_chunk = refuse_the_second  # type: ignore[method-assign]
+    manifest = submit(layout, backend, prepared(layout, counts=(3, 2, 4)))
+    assert manifest.batch_ids == ["batch-0"] and [p["chunk"] for p in manifest.pending] == [1, 2]
+    state = JobState.load(layout.state_file)
+    assert state.chunk(1)["state"] == "pending" and state.data["learned_quota"]["concurrent_batches"] == 1
+
+
+def test_after_the_hand_off_a_retry_or_cleared_submit_creates_nothing_the_pending_chunks_are_the_sensors(layout):
+    quota = QueueQuota(concurrent_batches=2)
+    first = submit(layout, FakeBackend(layout), prepared(layout, counts=(3, 2, 4, 1)), quota=quota)
+    backend = FakeBackend(layout)
+    again = submit(layout, backend, prepared(layout, counts=(3, 2, 4, 1)), quota=quota, now=1010.0)
+    assert backend.created == [] and backend.job_lookups == 0 and backend.looked_up == []
+    assert again.batch_ids == first.batch_ids and [p["chunk"] for p in again.pending] == [2, 3]
+
+
+def test_a_submit_that_died_in_its_first_wave_finishes_it_on_retry_then_hands_off(layout):
+    quota = QueueQuota(concurrent_batches=2)
+    with pytest.raises(ConnectionError):
+        submit(layout, FakeBackend(layout, fail_on=1), prepared(layout, counts=(3, 2, 4)), quota=quota)
+    assert "handed_off" not in JobState.load(layout.state_file).data
+    backend = FakeBackend(layout)
+    manifest = submit(layout, backend, prepared(layout, counts=(3, 2, 4)), quota=quota)
+    # The chunk left at intent is looked up by tag, then created; the pending one is not touched.
+    assert backend.looked_up == [1] and backend.created == [1] and [p["chunk"] for p in manifest.pending] == [2]
+    assert JobState.load(layout.state_file).data["handed_off"] is True
+
+
+def test_a_cleared_run_past_its_deadline_with_chunks_pending_gets_a_new_deadline(layout):
+    quota = QueueQuota(concurrent_batches=1)
+    first = submit(layout, FakeBackend(layout), prepared(layout), quota=quota)
+    assert first.deadline == 1060.0
+    again = submit(layout, FakeBackend(layout), prepared(layout), quota=quota, now=5000.0)
+    assert again.deadline == 5060.0 and again.batch_ids == first.batch_ids

@@ -75,3 +75,16 @@ def test_the_plan_reports_requests_near_the_context_window(tmp_path):
     plan = plan_first(_round(items, preflight=settings), _backend(), JobLayout.for_job(tmp_path, KEY, 1), KEY)
     near = plan.to_dict()["near_context_window"]
     assert near["count"] == 1 and near["examples"][0]["id"] == "long"
+
+
+def test_a_dry_run_under_a_queue_quota_shows_the_waves_the_planner_would_make(tmp_path, caplog):
+    from airflow_llm_batch.batch.quota import QueueQuota
+
+    items = [{"id": f"T-{i}", "text": f"ticket {i}"} for i in range(25)]
+    layout = JobLayout.for_job(tmp_path, KEY, 1)
+    with caplog.at_level("INFO"):
+        plan = plan_first(_round(items, quota=QueueQuota(concurrent_batches=2)), _backend(limit=5), layout, KEY)
+    assert plan.waves == [[0, 1], [2, 3], [4]]
+    assert json.loads((layout.root / "plan.json").read_text())["waves"] == [[0, 1], [2, 3], [4]]
+    assert not layout.state_file.exists()
+    assert "under the queue quota: 3 waves, [2, 2, 1] batches" in plan.describe()
