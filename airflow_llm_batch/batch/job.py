@@ -185,6 +185,8 @@ def first_wave_manifest(
         ],
         wave=records.wave,
         queue_quota=records.quota.to_dict(),
+        # The sensor must not re-attach a pending chunk to a batch of an earlier input by its tag.
+        extra={"set_aside": sorted(set_aside_batches(records.data))} if records.data.get("superseded") else {},
     )
 
 
@@ -200,7 +202,7 @@ def find_tagged_batches(backend: BatchBackend, job_key: JobKey, state: JobState)
     One list call (or a short scan) per job; a provider without tags (Anthropic) answers nothing.
     Batches of an earlier input that ``on_input_change="resubmit"`` set aside are not taken.
     """
-    set_aside = {c.get("batch_id") for old in state.data.get("superseded", ()) for c in old["chunks"].values()}
+    set_aside = set_aside_batches(state.data)
     found = {index: batch_id for index, batch_id in backend.find_batches(job_key).items() if batch_id not in set_aside}
     if found:
         log.warning(
@@ -213,6 +215,11 @@ def find_tagged_batches(backend: BatchBackend, job_key: JobKey, state: JobState)
             ", ".join(found.values()),
         )
     return found
+
+
+def set_aside_batches(record: dict[str, Any]) -> set[str]:
+    """Batches of an earlier input that ``on_input_change="resubmit"`` set aside: never taken back."""
+    return {c["batch_id"] for old in record.get("superseded", ()) for c in old["chunks"].values() if c.get("batch_id")}
 
 
 def find_earlier_batch(backend: BatchBackend, job_key: JobKey, chunk: ChunkFile) -> str | None:

@@ -62,7 +62,9 @@ def load_wave_record(store: RecordStore, manifest: Manifest) -> ChunkRecords:
         return ChunkRecords(WaveState(store, data))
     if data is not None:
         log.warning("The %s holds the waves of an earlier input; starting again from the Submit task's", store.where)
-    return ChunkRecords(WaveState(store, seed(manifest)))
+    records = ChunkRecords(WaveState(store, seed(manifest)))
+    records.seeded = True  # type: ignore[attr-defined]  # read by advance_waves: no record was found
+    return records
 
 
 def seed(manifest: Manifest) -> dict[str, Any]:
@@ -102,6 +104,8 @@ def advance_waves(
     """While a job waits: record the batches seen ended (refused ones send their chunks back to
     pending) and, before the deadline, create the next wave. ``manifest`` is updated in place to
     name every wave's batches and the chunks still pending."""
+    if getattr(records, "seeded", False) and records.pending():
+        _recover_tagged(records, manifest, backend)
     note_statuses(records, statuses, backend)
     report = WaveReport(records.wave, [], len(records.running()), len(records.pending()))
     if report.pending and clock() < manifest.deadline:
@@ -131,6 +135,28 @@ def advance_waves(
             )
     refresh_manifest(manifest, records)
     return report
+
+
+def _recover_tagged(records: ChunkRecords, manifest: Manifest, backend: BatchBackend) -> None:
+    """No wave record yet: the first resume, or a record lost (a store cleared on success, a work
+    dir deleted on 3.1). As Submit does without a record, ask the provider for the job key's batches
+    before creating any, and re-attach a pending chunk to the batch tagged with it. One list call;
+    a provider without tags (Anthropic) answers nothing. Then the record is saved at once."""
+    known = {*manifest.batch_ids, *manifest.extra.get("set_aside", ())}
+    pending = set(records.pending())
+    for index, batch_id in backend.find_batches(manifest.job_key).items():
+        if index in pending and batch_id not in known:
+            log.warning(
+                "Chunk %d: no wave record of this job in the %s, but %s holds batch %s tagged with it: "
+                "re-attaching instead of creating it again",
+                index,
+                records.state.store.where,
+                backend.provider,
+                batch_id,
+            )
+            records.update(index, state=SUBMITTED, batch_id=batch_id, recovered=True)
+    records.seeded = False  # type: ignore[attr-defined]
+    records.state.save()
 
 
 def recorded_statuses(records: ChunkRecords) -> dict[str, dict[str, Any]]:

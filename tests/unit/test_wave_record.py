@@ -95,6 +95,39 @@ def test_a_sensor_that_died_during_a_create_finds_the_batch_by_its_tag(layout):
     assert backend.looked_up == [2] and backend.created == [] and report.created == ["batch-found"]
 
 
+def test_a_lost_wave_record_is_answered_by_the_job_key_tags_before_any_create(layout):
+    """The sensor's record gone (a store cleared on success, a work dir deleted on 3.1), the run
+    cleared: the later waves' batches are found by tag instead of being created again."""
+    job = prepared(layout, counts=(3, 2, 4, 1))
+    manifest = submit(layout, FakeBackend(layout), job, quota=QueueQuota(concurrent_batches=2))
+    ended = {b: completed(b) for b in manifest.batch_ids}
+    backend = FakeBackend(layout, job_tagged={0: manifest.batch_ids[0], 2: "batch-2-wave-2", 3: "batch-3-wave-3"})
+    report, _ = advance(manifest, FileRecordStore(layout.waves_file), backend, layout, ended)
+    assert backend.job_lookups == 1 and backend.created == [] and report.created == []
+    assert [b.batch_id for b in manifest.batches][2:] == ["batch-2-wave-2", "batch-3-wave-3"] and not manifest.pending
+    assert JobState.load(layout.waves_file).chunk(3)["recovered"] is True  # saved at once
+
+    # Read back on the next resume: no second lookup.
+    advance(manifest, FileRecordStore(layout.waves_file), backend, layout)
+    assert backend.job_lookups == 1
+
+
+def test_batches_of_an_earlier_input_are_never_taken_for_pending_chunks(layout):
+    quota = QueueQuota(concurrent_batches=1)
+    first = submit(layout, FakeBackend(layout), prepared(layout, counts=(3, 2)), quota=quota)
+    second = FakeBackend(layout)
+    second.created = [-1]  # its batch ids differ from the first input's
+    again = submit(
+        layout, second, prepared(layout, counts=(3, 2), fingerprint="fp-2"), quota=quota, on_input_change="resubmit"
+    )
+    assert again.extra["set_aside"] == first.batch_ids
+    old_chunk_0 = first.batch_ids[0]
+    backend = FakeBackend(layout, job_tagged={1: old_chunk_0})  # as if tagged chunk 1 (a stale look-up)
+    ended = {again.batch_ids[0]: completed(again.batch_ids[0])}
+    advance(again, FileRecordStore(layout.waves_file), backend, layout, ended)
+    assert old_chunk_0 not in again.batch_ids and backend.created == [1]
+
+
 def test_a_batch_refused_for_capacity_goes_back_to_pending_and_out_again(layout):
     job = prepared(layout, counts=(3, 2))
     manifest = submit(layout, FakeBackend(layout), job)  # no quota: every batch at once
