@@ -74,7 +74,7 @@ with DAG(
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
     results = LLMBatchResultsOperator(
         task_id="results",
-        manifest=submit.output,
+        manifest=wait.output,
         output_format="parquet",
         sink=BigQuerySink(LABELS_TABLE, conn_id=BIGQUERY_CONN_ID, typed_columns=True),
     )

@@ -68,5 +68,5 @@ with DAG(
         conn_id=CONN_ID,
     )
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
-    results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format="parquet")
+    results = LLMBatchResultsOperator(task_id="results", manifest=wait.output, output_format="parquet")
     submit >> wait >> results

@@ -80,5 +80,5 @@ with DAG(
         conn_id=CONN_ID,
     )
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
-    results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format="jsonl")
+    results = LLMBatchResultsOperator(task_id="results", manifest=wait.output, output_format="jsonl")
     submit >> wait >> results

@@ -107,5 +107,5 @@ with DAG(
         dry_run="{{ params.dry_run }}",
     )
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
-    results = LLMBatchResultsOperator(task_id="results", manifest=submit.output, output_format="jsonl")
+    results = LLMBatchResultsOperator(task_id="results", manifest=wait.output, output_format="jsonl")
     submit >> wait >> results

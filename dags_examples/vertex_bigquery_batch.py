@@ -57,7 +57,7 @@ with DAG(
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
     results = LLMBatchResultsOperator(
         task_id="results",
-        manifest=submit.output,
+        manifest=wait.output,
         output_format="parquet",
         sink=BigQuerySink(SUMMARIES_TABLE, conn_id=CONN_ID),
     )
