@@ -97,6 +97,14 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
             password=API_KEY,
             extra={"limits": {"max_requests": SMALL_BATCH}},
         )
+        # Five items a chunk (100 items: 20 chunks) and no SDK retries, for the waves under a quota.
+        box.set_connection(
+            f"waves_{provider}",
+            f"llm_batch_{provider}",
+            host=url,
+            password=API_KEY,
+            extra={"limits": {"max_requests": 5}, "max_retries": 0},
+        )
     # OpenAI batches on the Responses API, chosen by the connection (``endpoint`` extra).
     box.set_connection(
         "llm_batch_openai_responses",

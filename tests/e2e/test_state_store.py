@@ -11,7 +11,11 @@ what the line offers (the oldest line is ``make test-oldest``):
   twice, no item billed twice (the emulator's ledger), on OpenAI and Gemini by their tags; on
   Anthropic (no tags) only where the record outlives the folder (3.3), else the documented limit;
 - two runs with the same job key (two Airflow installations, one work dir, one run id) started
-  together: one batch per chunk.
+  together: one batch per chunk;
+- waves under a queue quota: Submit creates the first wave and hands the pending chunks on; the
+  sensor keeps its own record of later waves (3.3: the *sensor's* Task State Store, key
+  ``llm_batch_waves``; 3.1: ``waves.json``). A sensor that dies after creating wave 2 re-attaches
+  on retry, and clearing Submit after the hand-off creates no batch.
 
 The module starts Airflow's components as separate processes (the triggerer restart test's
 ``ComponentStack``: API server, scheduler, DAG processor, triggerer on free 127.0.0.1 ports).
@@ -35,7 +39,7 @@ import pytest
 from packaging.version import Version
 
 from airflow_llm_batch.emulator import Emulator, Scenario
-from airflow_llm_batch.state_store import RECORD_KEY
+from airflow_llm_batch.state_store import RECORD_KEY, WAVES_KEY
 from airflow_llm_batch.testing import AirflowSandbox
 from tests.e2e.conftest import TEST_DAGS
 from tests.e2e.test_triggerer_restart import ComponentStack, _free_ports
@@ -141,6 +145,73 @@ def test_a_work_dir_lost_before_results_then_the_run_cleared_pays_nothing_twice(
     assert created == first_batches, "a batch was created twice"
     assert ledger["duplicate_batches"] == [] and ledger["double_billed"] == []
     assert len(billed) == len(IDS) and set(billed.values()) == {1}, "an item was billed twice"
+
+
+WAVE_CHUNKS = 6  # sixty items, ten a chunk, two batches at a time: three waves
+
+
+def _assert_paid_once(ledger: dict[str, Any]) -> None:
+    assert len(ledger["batches"]) == WAVE_CHUNKS, "a chunk's batch was created twice"
+    assert ledger["duplicate_batches"] == [] and ledger["billed_twice"] == []
+    assert not any(g["resubmitted_after_answers"] for g in ledger["same_input_batches"])
+    billed = Counter(item["custom_id"] for item in ledger["billed"])
+    assert len(billed) == len(IDS) and set(billed.values()) == {1}, "an item was billed twice"
+
+
+def test_a_sensor_that_died_after_creating_wave_two_re_attaches_on_retry(stack):
+    emulator = stack.emulator
+    emulator.reset()
+    dag_id, run_id = "e2e_state_store_waves", "sensor_crash"
+    run = _run(stack, dag_id, run_id, {"crash_sensor_after_wave": 2})
+    assert run["state"] == "success", f"the run ended {run['state']}; see {stack.log_path}"
+    wait = stack.request("GET", f"{_run_path(dag_id, run_id)}/taskInstances/wait")
+    assert wait["try_number"] == 2, "the sensor did not crash and retry"
+    _assert_paid_once(emulator.ledger())
+    assert sorted(r["id"] for r in _rows(stack, dag_id, run_id)) == IDS
+
+    submit_manifest = _xcom(stack, dag_id, run_id, "submit")
+    assert len(submit_manifest["batches"]) == 2 and len(submit_manifest["pending"]) == WAVE_CHUNKS - 2
+    submit_record = _record(stack, dag_id, run_id, submit_manifest)
+    assert submit_record["handed_off"] is True
+    # Submit's record keeps its first wave only: the later waves are the sensor's, in the sensor's record.
+    assert sum(c["state"] == "submitted" for c in submit_record["chunks"].values()) == 2
+    waves = _wave_record(stack, dag_id, run_id, submit_manifest)
+    assert waves["wave"] == 3 and {c["state"] for c in waves["chunks"].values()} == {"submitted"}
+    created = sorted(b["batch_id"] for b in emulator.ledger()["batches"])
+    assert sorted(c["batch_id"] for c in waves["chunks"].values()) == created
+    assert sorted(b["batch_id"] for b in _xcom(stack, dag_id, run_id, "wait")["batches"]) == created
+
+
+def test_clearing_submit_after_the_hand_off_creates_no_batch(stack):
+    emulator = stack.emulator
+    emulator.reset()
+    dag_id, run_id = "e2e_state_store_waves", "clear_after_hand_off"
+    assert _run(stack, dag_id, run_id, {})["state"] == "success"
+    first = sorted(b["batch_id"] for b in emulator.ledger()["batches"])
+    assert len(first) == WAVE_CHUNKS
+    stack.request(
+        "POST",
+        f"/api/v2/dags/{dag_id}/clearTaskInstances",
+        {
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "only_failed": False,
+            "task_ids": ["submit"],
+            "include_downstream": True,
+        },
+    )
+    # The cleared run may still read "success" for a moment: wait for Submit's second try to end too.
+    submit_path = f"{_run_path(dag_id, run_id)}/taskInstances/submit"
+    give_up_at = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while stack.request("GET", submit_path)["try_number"] < 2 and time.monotonic() < give_up_at:
+        time.sleep(1.0)
+    run = _wait_for_end(stack, dag_id, run_id)
+    assert run["state"] == "success", f"the cleared run ended {run['state']}; see {stack.log_path}"
+    submit = stack.request("GET", f"{_run_path(dag_id, run_id)}/taskInstances/submit")
+    assert submit["try_number"] == 2, "the submit task was not run again"
+    assert sorted(b["batch_id"] for b in emulator.ledger()["batches"]) == first, "the cleared run created a batch"
+    _assert_paid_once(emulator.ledger())
+    assert sorted(r["id"] for r in _rows(stack, dag_id, run_id)) == IDS
 
 
 @pytest.fixture(scope="module")
@@ -268,6 +339,18 @@ def _record(stack: ComponentStack, dag_id: str, run_id: str, manifest: dict[str,
         value = entry["value"]
         return dict(json.loads(value) if isinstance(value, str) else value)
     return dict(json.loads((job_dir / "state.json").read_text()))
+
+
+def _wave_record(stack: ComponentStack, dag_id: str, run_id: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The sensor's record of later waves: its own Task State Store on 3.3, else ``waves.json``."""
+    job_dir = Path(manifest["work_uri"])
+    if HAS_TASK_STATE_STORE:
+        entries = stack.request("GET", f"{_run_path(dag_id, run_id)}/taskInstances/wait/state-store")
+        [entry] = [e for e in entries["task_state_store"] if e["key"] == WAVES_KEY]
+        assert not (job_dir / "waves.json").exists(), "3.3 keeps the wave record in the sensor's store only"
+        value = entry["value"]
+        return dict(json.loads(value) if isinstance(value, str) else value)
+    return dict(json.loads((job_dir / "waves.json").read_text()))
 
 
 def _rows(stack: ComponentStack, dag_id: str, run_id: str) -> list[dict[str, Any]]:

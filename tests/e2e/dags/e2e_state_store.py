@@ -9,6 +9,11 @@ chunks). The run's conf sets the faults, each on the task's first try only:
 - ``{"crash": "keep_work_dir"}``: the same crash, the work dir kept (a shared disk);
 - ``{"lose_work_dir_before_results": true}``: the job's folder is deleted after the batches ended,
   before the results task reads them (that task then fails; the test clears the run).
+
+``e2e_state_store_waves`` (OpenAI): sixty items in six chunks under a task quota of two batches,
+three waves; Submit creates the first, the sensor the others, each in its own record. Its conf
+``{"crash_sensor_after_wave": 2}`` makes the sensor's first try die right after it created and
+recorded wave 2 (before deferring again); its retry must re-attach, not create wave 2 again.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import pendulum
 from airflow.sdk import DAG
 
 from airflow_llm_batch import LLMBatchCompletionSensor, LLMBatchResultsOperator, LLMBatchSubmitOperator
+
+WAVES_QUOTA = {"concurrent_batches": 2}
 
 MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
 ITEMS = [{"ticket_id": f"S-{n:03d}", "text": f"ticket {n} about an invoice"} for n in range(60)]
@@ -57,6 +64,15 @@ class ResultsAfterLoss(LLMBatchResultsOperator):
         return dict(super().execute(context))
 
 
+class CrashingSensor(LLMBatchCompletionSensor):
+    def _next_wave(self, context: Any, manifest: Any, statuses: dict[str, Any]) -> list[str]:
+        running = super()._next_wave(context, manifest, statuses)
+        crash_after = _conf(context).get("crash_sensor_after_wave")
+        if crash_after and _first_try(context) and manifest.wave >= int(crash_after):
+            raise RuntimeError(f"simulated worker crash: wave {manifest.wave} created and recorded, not deferred")
+        return running
+
+
 def _chain(model: str, provider: str) -> None:
     submit = CrashingSubmit(
         task_id="submit",
@@ -74,7 +90,31 @@ def _chain(model: str, provider: str) -> None:
     submit >> wait >> results
 
 
+def _waves_chain() -> None:
+    submit = CrashingSubmit(
+        task_id="submit",
+        items=ITEMS,
+        id_field="ticket_id",
+        prompt_template="Topic of: {text}",
+        model=MODELS["openai"],
+        conn_id="llm_batch_openai",
+        provider_limits={"max_requests": 10},
+        queue_quota=WAVES_QUOTA,
+        retries=1,
+        retry_delay=timedelta(seconds=0),
+    )
+    wait = CrashingSensor(
+        task_id="wait", manifest=submit.output, poll_interval=1.0, retries=1, retry_delay=timedelta(seconds=0)
+    )
+    # The sensor's manifest names every wave's batches; Submit's only the first.
+    results = ResultsAfterLoss(task_id="results", manifest=wait.output)
+    submit >> wait >> results
+
+
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 for provider, model in MODELS.items():
     with DAG(dag_id=f"e2e_state_store_{provider}", schedule=None, start_date=START):
         _chain(model, provider)
+
+with DAG(dag_id="e2e_state_store_waves", schedule=None, start_date=START):
+    _waves_chain()
