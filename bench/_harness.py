@@ -162,9 +162,10 @@ class EmulatorProcess:
     """The emulator in a process of its own, so its work never counts against what is measured.
 
     :param completion_seconds: how long each batch takes from create to ``completed``.
+    :param extra_args: more emulator command-line switches (``--queue-quota openai,concurrent_batches=3``).
     """
 
-    def __init__(self, folder: Path, completion_seconds: float) -> None:
+    def __init__(self, folder: Path, completion_seconds: float, extra_args: tuple[str, ...] = ()) -> None:
         self._port_file = folder / "emulator.port"
         self._port_file.unlink(missing_ok=True)
         self._log = (folder / "emulator.log").open("wb")
@@ -178,6 +179,7 @@ class EmulatorProcess:
             str(self._port_file),
             "--completion-seconds",
             str(completion_seconds),
+            *extra_args,
         ]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
