@@ -62,9 +62,7 @@ def load_wave_record(store: RecordStore, manifest: Manifest) -> ChunkRecords:
         return ChunkRecords(WaveState(store, data))
     if data is not None:
         log.warning("The %s holds the waves of an earlier input; starting again from the Submit task's", store.where)
-    records = ChunkRecords(WaveState(store, seed(manifest)))
-    records.seeded = True  # type: ignore[attr-defined]  # read by advance_waves: no record was found
-    return records
+    return ChunkRecords(WaveState(store, seed(manifest)), seeded=True)
 
 
 def seed(manifest: Manifest) -> dict[str, Any]:
@@ -104,7 +102,7 @@ def advance_waves(
     """While a job waits: record the batches seen ended (refused ones send their chunks back to
     pending) and, before the deadline, create the next wave. ``manifest`` is updated in place to
     name every wave's batches and the chunks still pending."""
-    if getattr(records, "seeded", False) and records.pending():
+    if records.seeded and records.pending():
         _recover_tagged(records, manifest, backend)
     note_statuses(records, statuses, backend)
     report = WaveReport(records.wave, [], len(records.running()), len(records.pending()))
@@ -155,7 +153,7 @@ def _recover_tagged(records: ChunkRecords, manifest: Manifest, backend: BatchBac
                 batch_id,
             )
             records.update(index, state=SUBMITTED, batch_id=batch_id, recovered=True)
-    records.seeded = False  # type: ignore[attr-defined]
+    records.seeded = False
     records.state.save()
 
 

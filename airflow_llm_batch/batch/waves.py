@@ -37,9 +37,11 @@ CreateBatch = Callable[[ChunkFile, RequestSpec, JobKey], str]
 class ChunkRecords:
     """The chunk records of a job state (``JobState``-like: ``data`` and ``save``)."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, state: Any, *, seeded: bool = False) -> None:
         self.state = state
         self.data: dict[str, Any] = state.data
+        #: Built from a manifest, no record found (``wave_record.py``): asks the provider's tags first.
+        self.seeded = seeded
 
     def chunk(self, index: int) -> dict[str, Any]:
         return dict(self.data["chunks"].get(str(index), {}))
