@@ -104,7 +104,9 @@ def test_one_chunk_failing_validation_as_a_whole(dag_runner):
     )
     log = run.stdout + run.stderr
     job_root = dag_runner.job_dir("e2e_waves", logical_date, task_id="step.submit").parent
-    rows = _read(job_root / "attempt-1" / "results" / "results.jsonl")
+    results = job_root / "attempt-1" / "results" / "results.jsonl"
+    assert results.exists(), f"the results task wrote nothing; the run's log ends:\n{log[-4000:]}"
+    rows = _read(results)
     assert sorted(r["id"] for r in rows) == IDS
     bad = [r for r in rows if r["status"] == "failed"]
     assert sorted(r["id"] for r in bad) == [f"W-{n:03d}" for n in range(15, 20)]

@@ -38,7 +38,8 @@ class SubmitWithOneBadChunk(LLMBatchSubmitOperator):
         def create_maybe_broken(chunk: Any, spec: Any, job_key: Any) -> str:
             if chunk.index == INVALID_CHUNK and self.retry_of is None:
                 lines = chunk.path.read_bytes().splitlines(keepends=True)
-                lines[0] = lines[0].replace(b'"/v1/chat/completions"', b'"/v1/completions"')
+                # The last line: the backend takes the batch's endpoint from the first one.
+                lines[-1] = lines[-1].replace(b'"/v1/chat/completions"', b'"/v1/completions"')
                 chunk.path.write_bytes(b"".join(lines))
             return str(create(chunk, spec, job_key))
 
