@@ -51,6 +51,7 @@ class ChunkRows:
         # ids seen: a second table of fifty thousand strings cost as much again to fill and probe).
         self.ids: dict[str, Any] = jsonl.read_pairs(layout.ids_file(chunk))
         self.seen = 0  # ids with a result line so far (late output is re-read while this is short)
+        self.unreadable = 0  # result lines with no id of this chunk (malformed, or an unknown id)
         self.status = status
         self.validator = validator
         self.model = manifest.model
@@ -61,6 +62,7 @@ class ChunkRows:
         ids = self.ids
         user_id = ids.get(custom_id)
         if user_id is None:
+            self.unreadable += 1  # a line the provider wrote all the same: not late output
             if custom_id:
                 log.warning("Batch %s returned a result line for an unknown id; ignored", self.status.batch_id)
             else:

@@ -281,13 +281,15 @@ def _output_short(rows: ChunkRows, status: BatchStatus) -> bool:
     (``output_pending``), or its counts name more answered items than the lines read."""
     if status.outcome is not BatchOutcome.COMPLETED:
         return False
-    return bool(status.details.get("output_pending")) or rows.seen < status.done
+    # A line that names no item of the chunk (malformed) is still a line the provider wrote: counted,
+    # or a completed batch with one would be re-read for the whole grace for an answer never coming.
+    return bool(status.details.get("output_pending")) or rows.seen + rows.unreadable < status.done
 
 
 def _shortfall(rows: ChunkRows, status: BatchStatus) -> str:
     if status.details.get("output_pending"):
         return "its output is not set yet"
-    return f"its output holds {rows.seen} of the {status.done} answered items"
+    return f"its output holds {rows.seen + rows.unreadable} of the {status.done} answered items"
 
 
 def _with_download_retry(read: Callable[[], Iterator[T]], backend: BatchBackend, status: BatchStatus) -> Iterator[T]:
