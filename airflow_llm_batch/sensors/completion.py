@@ -90,6 +90,15 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
             return manifest.to_dict()
         if not self.deferrable:
             return super().execute(context)
+        # One status round on this worker before deferring: batches that have already ended (a
+        # cleared or re-run DAG run, a retry after they finished) are finished here. Deferring to
+        # a trigger that fires at once races Airflow's bookkeeping of the deferring try: the stale
+        # "success" of the deferring process can fail the resumed try (apache/airflow#72716).
+        statuses = {status.batch_id: status.summary() for status in self._poll_waiting(context, manifest)}
+        if manifest.pending or all(s.get("outcome") for s in statuses.values()):
+            return self._advance(context, manifest, statuses)
+        # Some still run and no wave waits: the trigger waits for all of them, as the statuses seen
+        # here are kept only by a job with waves (a job without waves writes no wave record).
         return self._advance(context, manifest, {})
 
     def _advance(self, context: Any, manifest: Any, statuses: dict[str, Any]) -> Any:
@@ -165,23 +174,12 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         return load_wave_record(self._waves_store, manifest), layout
 
     def poke(self, context: Any) -> bool | PokeReturnValue:
-        from airflow_llm_batch.batch.wave_record import recorded_statuses, refresh_manifest
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
-        from airflow_llm_batch.progress import ProgressTracker, age_warning
+        from airflow_llm_batch.progress import age_warning
 
         manifest = self._manifest()
-        records, _ = self._wave_records(context, manifest)
-        refresh_manifest(manifest, records)  # every wave's batches, not only Submit's first
-        backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
-        ended = recorded_statuses(records)
-        waiting = [entry for entry in manifest.batches if entry.batch_id not in ended]
-        progress = ProgressTracker(
-            [e.batch_id for e in waiting], manifest.submitted_at, {e.batch_id: e.count for e in waiting}
-        )
-        polled = [self._status(backend, manifest, entry.batch_id) for entry in waiting]
+        polled = self._poll_waiting(context, manifest)
         statuses = {status.batch_id: status.summary() for status in polled}
-        for line in progress.poll_lines(polled):
-            self.log.info(line)
         running = self._next_wave(context, manifest, statuses)
         if running and not self._age_warned and (warning := age_warning(manifest.submitted_at, self.max_batch_age)):
             self.log.warning(warning)
@@ -193,10 +191,39 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
         if time.time() >= manifest.deadline:
             if not self.cancel_on_timeout:
                 self._raise_timeout(running, len(manifest.pending))
-            for batch_id in running:  # then keep poking until the cancellations have ended
-                self.log.warning("Deadline passed: cancelling batch %s to harvest what finished", batch_id)
-                backend.cancel(batch_id)
+            backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+            try:
+                for batch_id in running:  # then keep poking until the cancellations have ended
+                    self.log.warning("Deadline passed: cancelling batch %s to harvest what finished", batch_id)
+                    backend.cancel(batch_id)
+            finally:
+                backend.close()
         return False
+
+    def _poll_waiting(self, context: Any, manifest: Any) -> list[Any]:
+        """One status round of the batches not yet recorded as ended (every wave's: ``manifest`` is
+        refreshed from this sensor's wave record), logged as the trigger logs its rounds."""
+        from airflow_llm_batch.batch.wave_record import recorded_statuses, refresh_manifest
+        from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.progress import ProgressTracker
+
+        records, _ = self._wave_records(context, manifest)
+        refresh_manifest(manifest, records)  # every wave's batches, not only Submit's first
+        ended = recorded_statuses(records)
+        waiting = [entry for entry in manifest.batches if entry.batch_id not in ended]
+        if not waiting:
+            return []
+        backend = LLMBatchHook(manifest.conn_id, manifest.provider).get_conn()
+        try:
+            polled = [self._status(backend, manifest, entry.batch_id) for entry in waiting]
+        finally:
+            backend.close()
+        progress = ProgressTracker(
+            [e.batch_id for e in waiting], manifest.submitted_at, {e.batch_id: e.count for e in waiting}
+        )
+        for line in progress.poll_lines(polled):
+            self.log.info(line)
+        return polled
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         manifest = self._manifest()

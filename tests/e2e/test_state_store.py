@@ -134,6 +134,11 @@ def test_a_work_dir_lost_before_results_then_the_run_cleared_pays_nothing_twice(
     run = _wait_for_end(stack, dag_id, run_id)
     assert run["state"] == "success", f"the cleared run ended {run['state']}; see {stack.log_path}"
     assert sorted(r["id"] for r in _rows(stack, dag_id, run_id)) == IDS
+    # The batches had ended: the cleared run's sensor finished on its worker, without deferring to a
+    # trigger that would fire at once (that races Airflow's bookkeeping of the deferring try and
+    # failed this run under load before: apache/airflow#72716).
+    wait_log = stack.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / "task_id=wait" / "attempt=2.log"
+    assert "All 3 batch(es) ended" in wait_log.read_text() and "Deferring until" not in wait_log.read_text()
 
     ledger = emulator.ledger()
     created = [b["batch_id"] for b in ledger["batches"]]
