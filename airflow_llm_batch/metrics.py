@@ -46,3 +46,18 @@ def emit(summary: Mapping[str, Any] | None, context: Any, step: bool = False) ->
                 stats.timing(metric.name, metric.value, tags=tags)
     except Exception as error:  # a metrics backend is never a reason to fail a finished step
         log.warning("Could not send the llm_batch metrics: %s", error)
+
+
+def emit_wave(report: Any, manifest: Any, context: Any) -> None:
+    """What one step of a job's waves did (``batch/waves.py``'s ``WaveReport``), sent by the sensor."""
+    ti = context["ti"]
+    tags = {"dag_id": ti.dag_id, "task_id": ti.task_id, "provider": manifest.provider, "model": manifest.model}
+    try:
+        stats = _stats()
+        stats.incr("llm_batch.waves.batches_created", len(report.created), tags=tags)
+        stats.incr("llm_batch.waves.refused", report.refused, tags=tags)
+        stats.gauge("llm_batch.waves.wave", report.wave, tags=tags)
+        stats.gauge("llm_batch.waves.running", report.running, tags=tags)
+        stats.gauge("llm_batch.waves.pending", report.pending, tags=tags)
+    except Exception as error:  # as in ``emit``: metrics never fail the wait
+        log.warning("Could not send the llm_batch wave metrics: %s", error)

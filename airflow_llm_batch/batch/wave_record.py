@@ -18,6 +18,7 @@ A job with no pending chunk never writes this record: its sensor only waits, as 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -104,8 +105,8 @@ def advance_waves(
     name every wave's batches and the chunks still pending."""
     if records.seeded and records.pending():
         _recover_tagged(records, manifest, backend)
-    note_statuses(records, statuses, backend)
-    report = WaveReport(records.wave, [], len(records.running()), len(records.pending()))
+    refused = len(note_statuses(records, statuses, backend))
+    report = WaveReport(records.wave, [], len(records.running()), len(records.pending()), refused)
     if report.pending and clock() < manifest.deadline:
 
         def chunk_file(index: int) -> ChunkFile:
@@ -131,6 +132,7 @@ def advance_waves(
                 create=backend.submit_chunk,
                 attach=lambda chunk: find_earlier_batch(backend, manifest.job_key, chunk),
             )
+        report = dataclasses.replace(report, refused=report.refused + refused)
     refresh_manifest(manifest, records)
     return report
 

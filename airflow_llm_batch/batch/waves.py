@@ -140,6 +140,8 @@ class WaveReport:
     created: list[str]
     running: int
     pending: int
+    #: batches or creates the provider refused for capacity in this step (their chunks wait again)
+    refused: int = 0
 
     def line(self) -> str:
         return f"wave {self.wave}: {self.running} batches running, {self.pending} pending"
@@ -166,6 +168,7 @@ def submit_wave(
     running = [records.load(index) for index in records.running()]
     admitted = plan_wave([records.load(index) for index in records.pending()], running, quota)
     created: list[str] = []
+    refused = 0
     wave = records.wave + 1 if admitted else records.wave
     for load in admitted:
         chunk = chunk_file(load.chunk)
@@ -182,6 +185,7 @@ def submit_wave(
                 learned = learn_from_refusal(quota, running, str(error))
                 records.data["learned_quota"] = learned.to_dict()
                 records.update(load.chunk, state=PENDING)
+                refused = 1
                 log.warning(
                     "Chunk %d: %s refused a new batch for capacity (%s: %s); it waits for the next wave, "
                     "planned with %s. Nothing was billed.",
@@ -199,4 +203,4 @@ def submit_wave(
     if created:
         records.data["wave"] = wave
         records.state.save()
-    return WaveReport(wave, created, len(records.running()), len(records.pending()))
+    return WaveReport(wave, created, len(records.running()), len(records.pending()), refused)

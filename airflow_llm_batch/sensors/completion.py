@@ -158,6 +158,10 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
                 backend.close()
             if report.created or manifest.pending:
                 self.log.info(report.line())
+            if report.created or report.refused or manifest.pending:
+                from airflow_llm_batch.metrics import emit_wave
+
+                emit_wave(report, manifest, context)
         ended = recorded_statuses(records)
         return [batch_id for batch_id in manifest.batch_ids if batch_id not in ended]
 

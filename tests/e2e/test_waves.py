@@ -10,12 +10,15 @@ answers 429 ``rate_limit_error``, Gemini 429 ``RESOURCE_EXHAUSTED``.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
 from typing import Any
 
 import pytest
+
+from tests.e2e.test_metrics import _received
 
 pytestmark = pytest.mark.e2e
 
@@ -53,12 +56,33 @@ def _refusals(ledger: dict[str, Any], provider: str) -> int:
 def test_twenty_chunks_through_a_quota_of_five_batches(dag_runner, provider):
     emulator = dag_runner.emulator
     emulator.update_scenario(completion_seconds=1.0, queue_quotas=_quota(provider, 5))
-    logical_date, run = dag_runner.run("e2e_waves", env={"E2E_PROVIDER": provider})
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        env = {"E2E_PROVIDER": provider, **_statsd_env(statsd)}
+        logical_date, run = dag_runner.run("e2e_waves", env=env)
+        metrics = _received(statsd)
     final = _check_the_promise(dag_runner, logical_date, provider)
     assert all(r["status"] == "succeeded" and r["attempt"] == 1 for r in final)
     assert _refusals(emulator.ledger(), provider) > 0, "the quota was never hit: waves were not tested"
     log = run.stdout + run.stderr
     assert "wave 2:" in log and "pending" in log
+    # The sensor's wave steps, as a dashboard sees them (docs/metrics.md).
+    created = sum(value for value, _ in metrics["nightly.llm_batch.waves.batches_created"])
+    ours = [b for b in emulator.ledger()["batches"] if b["provider"] == provider]
+    assert 0 < created < len(ours), "the sensor created the later waves, Submit the first"
+    assert max(value for value, _ in metrics["nightly.llm_batch.waves.wave"]) >= 2
+    assert metrics["nightly.llm_batch.waves.pending"][-1] == (0.0, "g"), "the last wave left nothing pending"
+    if provider == "openai":  # accepted, then failed for the quota: the sensor sees the refusals
+        assert sum(value for value, _ in metrics["nightly.llm_batch.waves.refused"]) > 0
+
+
+def _statsd_env(sock: socket.socket) -> dict[str, str]:
+    return {
+        "AIRFLOW__METRICS__STATSD_ON": "True",
+        "AIRFLOW__METRICS__STATSD_HOST": "127.0.0.1",
+        "AIRFLOW__METRICS__STATSD_PORT": str(sock.getsockname()[1]),
+        "AIRFLOW__METRICS__STATSD_PREFIX": "nightly",
+    }
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
