@@ -20,6 +20,8 @@ class LLMBatchCompletionSensor(BaseSensorOperator):
     """Wait until every batch in ``manifest`` has ended; return the manifest with their statuses.
 
     While deferred it holds no worker slot: the triggerer polls with the provider's async client.
+    It polls once on the worker before deferring, so batches that have already ended (a cleared
+    run) are finished without a trigger.
     The deadline comes from the manifest (fixed at submit time), so retries and triggerer restarts
     never extend it. Under a queue quota (``queue_quota`` of the Submit task) the job goes out in
     waves: each time capacity frees, the sensor resumes on a worker, creates the next wave from
