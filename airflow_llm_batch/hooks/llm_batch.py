@@ -31,6 +31,9 @@ PROVIDER_BY_CONN_TYPE = {
     "llm_batch_gemini": "gemini",
     "gemini": "gemini",
     "llm_batch_vertex": "vertex",
+    "llm_batch_bedrock": "bedrock",
+    # The Amazon provider's AWS connection (``aws_default``): read here without that provider.
+    "aws": "bedrock",
 }
 
 
@@ -61,7 +64,9 @@ def backend_from_connection(
             f"connection {getattr(conn, 'conn_id', '?')!r}: its host {redact_url(str(base_url))} carries credentials "
             "before '@'. Put the API key in the connection's password field and the plain URL in its host."
         )
-    config = ClientConfig(api_key=conn.password or None, base_url=base_url, extra=extra)
+    config = ClientConfig(
+        api_key=conn.password or None, base_url=base_url, extra=extra, login=getattr(conn, "login", None) or None
+    )
     # Limits: the connection's ``limits`` extra (e.g. a smaller enqueued-token quota of one
     # organization), then the operator's ``provider_limits`` on top.
     limits = {**(extra.get("limits") or {}), **(limit_overrides or {})}
@@ -253,3 +258,14 @@ class LLMBatchAzureOpenAIHook(LLMBatchHook):
     conn_type = "llm_batch_azure_openai"
     hook_name = "LLM Batch: Azure OpenAI"
     default_conn_name = "llm_batch_azure_openai_default"
+
+
+class LLMBatchBedrockHook(LLMBatchHook):
+    """Amazon Bedrock batch inference: login = AWS access key id, password = secret access key (both
+    empty: boto3's default credentials), extras ``region_name``, ``endpoint_url``, ``bedrock_role_arn``,
+    ``bedrock_s3_uri`` (``docs/platforms.md``). Connections of the Amazon provider's type ``aws``
+    (``aws_default``) work too, without that provider installed."""
+
+    conn_type = "llm_batch_bedrock"
+    hook_name = "LLM Batch: Amazon Bedrock"
+    default_conn_name = "llm_batch_bedrock_default"

@@ -1,0 +1,174 @@
+"""Amazon Bedrock batch inference through the real boto3 clients, on the emulated AWS endpoint.
+
+The emulator serves the ``bedrock`` control plane and S3 under one endpoint (``/aws``); the
+backend uploads each chunk's records, creates a model invocation job, polls it with its signed
+async call, and reads the ``.jsonl.out`` records back into the same rows as every provider. The
+fault-matrix rows on Bedrock (lost create response, expiry, item errors, the jobs quota) are here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from airflow_llm_batch.batch.backends.base import ChunkFile, ClientConfig, RequestSpec
+from airflow_llm_batch.batch.backends.bedrock import BedrockBackend, job_name
+from airflow_llm_batch.batch.job import JobLayout
+from airflow_llm_batch.batch.records import JobKey, Kind
+from airflow_llm_batch.batch.schema import ResponseSchema
+from airflow_llm_batch.exceptions import ConfigurationError
+from tests.integration.harness import KEY, collect_rows, items, submit_items, wait_for
+
+CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
+TITAN = "amazon.titan-embed-text-v2:0"
+SCHEMA = {"type": "object", "properties": {"label": {"type": "string", "enum": ["spam", "ham"]}}, "required": ["label"]}
+BUCKET = "llm-batch-records"
+KEY_ID, SECRET = "AKIAEMULATED0000", "emulated-secret-key"
+
+
+@pytest.fixture(autouse=True)
+def _no_aws(monkeypatch):
+    # Never let botocore look for credentials or a region on the machine (IMDS, profiles).
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _backend(emulator, **extra) -> BedrockBackend:
+    settings = {
+        "endpoint_url": emulator.aws_endpoint_url,
+        "region_name": "us-east-1",
+        "bedrock_role_arn": "arn:aws:iam::123456789012:role/bedrock-batch",
+        "bedrock_s3_uri": f"s3://{BUCKET}/batches",
+        "min_records": 5,
+        "max_retries": 0,
+        **extra,
+    }
+    return BedrockBackend(ClientConfig(api_key=SECRET, login=KEY_ID, extra=settings))
+
+
+def _bucket(emulator) -> None:
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=emulator.aws_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+    )
+    s3.create_bucket(Bucket=BUCKET)
+
+
+@pytest.fixture
+def emulator(llm_batch_emulator):
+    llm_batch_emulator.set_scenario(completion_seconds=0.3, bedrock_min_records=5)
+    _bucket(llm_batch_emulator)
+    return llm_batch_emulator
+
+
+def test_a_structured_claude_job_on_bedrock_gives_the_same_rows(emulator, tmp_path):
+    backend = _backend(emulator)
+    spec = RequestSpec(model=CLAUDE, kind=Kind.CHAT, response_schema=ResponseSchema.coerce(SCHEMA))
+    layout, manifest = submit_items(backend, tmp_path, items(12), spec, KEY)
+    [status] = wait_for(backend, manifest)
+    assert status.state == "Completed" and status.total == 12
+    summary, rows = collect_rows(backend, layout, manifest, ResponseSchema.coerce(SCHEMA).validator())
+    assert summary["succeeded"] == 12 and sorted(r["id"] for r in rows) == sorted(f"msg/{i}" for i in range(12))
+    assert {r["provider"] for r in rows} == {"bedrock"} and all(r["json"]["label"] in ("spam", "ham") for r in rows)
+    assert all(r["input_tokens"] and r["output_tokens"] and r["finish_reason"] == "tool_use" for r in rows)
+    line = (layout.requests_dir / "chunk-00000.jsonl").read_text().splitlines()[0]
+    assert '"recordId":' in line and '"anthropic_version":"bedrock-2023-05-31"' in line and '"model"' not in line
+    # The job is named and tagged with the job key, and found again by it.
+    job = backend.clients.bedrock.get_model_invocation_job(jobIdentifier=manifest.batch_ids[0])
+    assert job["jobName"] == job_name(KEY, 0)
+    tags = backend.clients.bedrock.list_tags_for_resource(resourceARN=job["jobArn"])["tags"]
+    assert {"key": "airflow_job_key", "value": KEY.digest()} in tags
+    assert backend.find_batches(KEY) == {0: manifest.batch_ids[0]}
+    backend.close()
+
+
+def test_titan_embeddings_on_bedrock(emulator, tmp_path):
+    backend = _backend(emulator)
+    spec = RequestSpec(model=TITAN, kind=Kind.EMBEDDING, parameters={"dimensions": 256})
+    layout, manifest = submit_items(backend, tmp_path, items(8), spec, KEY, template="{text}")
+    wait_for(backend, manifest)
+    summary, rows = collect_rows(backend, layout, manifest)
+    assert summary["succeeded"] == 8 and all(len(r["embedding"]) == 256 and r["input_tokens"] for r in rows)
+
+
+def test_item_errors_land_in_the_taxonomy_and_the_job_is_partially_completed(emulator, tmp_path):
+    emulator.update_scenario(item_errors={"rate_limited": 0.3, "context_length": 0.2})
+    backend = _backend(emulator)
+    layout, manifest = submit_items(backend, tmp_path, items(30), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    [status] = wait_for(backend, manifest)
+    assert status.state == "PartiallyCompleted"
+    _, rows = collect_rows(backend, layout, manifest)
+    kinds = {r["error_type"] for r in rows if r["status"] == "failed"}
+    assert kinds == {"rate_limited", "context_length"} and len(rows) == 30
+    assert all(r["retryable"] == (r["error_type"] == "rate_limited") for r in rows if r["status"] == "failed")
+
+
+def test_an_expired_job_keeps_what_ran_and_marks_the_rest_expired(emulator, tmp_path):
+    emulator.update_scenario(batch_outcome="expired")
+    backend = _backend(emulator)
+    layout, manifest = submit_items(backend, tmp_path, items(10), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    [status] = wait_for(backend, manifest)
+    assert status.state == "Expired"
+    summary, rows = collect_rows(backend, layout, manifest)
+    assert len(rows) == 10 and summary["succeeded"] == 5
+    assert {r["error_type"] for r in rows if r["status"] == "failed"} == {"expired"}
+
+
+def test_a_lost_create_response_is_found_by_the_job_key_and_not_created_twice(emulator, tmp_path):
+    backend = _backend(emulator)
+    spec = RequestSpec(model=CLAUDE, kind=Kind.CHAT)
+    layout, manifest = submit_items(backend, tmp_path, items(6), spec, KEY)
+    # A new try whose record is gone: the lookup by the job's name finds the job.
+    fresh = _backend(emulator)
+    assert fresh.find_batches(KEY) == {0: manifest.batch_ids[0]}
+    # The same create sent again (the answer was lost) returns the same job: the idempotency token.
+    chunk_path = layout.requests_dir / "chunk-00000.jsonl"
+    chunk = ChunkFile(0, chunk_path, 6, chunk_path.stat().st_size, CLAUDE)
+    assert fresh.submit_chunk(chunk, spec, KEY) == manifest.batch_ids[0]
+    assert len(emulator.ledger()["batches"]) == 1
+
+
+def test_over_the_jobs_quota_a_create_is_a_capacity_refusal(emulator, tmp_path):
+    emulator.update_scenario(queue_quotas=[{"provider": "bedrock", "concurrent_batches": 1}], completion_seconds=5)
+    backend = _backend(emulator)
+    spec = RequestSpec(model=CLAUDE, kind=Kind.CHAT)
+    submit_items(backend, tmp_path / "one", items(6), spec, KEY)
+    other = JobKey("dag", "submit", "another-run")
+    with pytest.raises(ClientError) as refused:
+        backend.submit_chunk(_chunk_of(tmp_path / "one", KEY), spec, other)
+    assert refused.value.response["Error"]["Code"] == "ServiceQuotaExceededException"
+    assert backend.is_capacity_error(refused.value) and not backend.is_transient(refused.value)
+
+
+def _chunk_of(root, key):
+    path = JobLayout.for_job(root, key, 1).requests_dir / "chunk-00000.jsonl"
+    return ChunkFile(0, path, 6, path.stat().st_size, CLAUDE)
+
+
+def test_stop_cancels_the_job(emulator, tmp_path):
+    emulator.update_scenario(completion_seconds=30)
+    backend = _backend(emulator)
+    _, manifest = submit_items(backend, tmp_path, items(6), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    asyncio.run(backend.acancel(manifest.batch_ids[0]))
+    emulator.advance(1)
+    assert backend.get_status(manifest.batch_ids[0]).outcome.value == "cancelled"
+
+
+def test_what_bedrock_cannot_run_is_refused_before_any_call(emulator, tmp_path):
+    backend = _backend(emulator, min_records=100)
+    with pytest.raises(ConfigurationError, match="at least 100"):
+        submit_items(backend, tmp_path, items(6), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    with pytest.raises(ConfigurationError, match="Claude"):
+        backend.check_spec(RequestSpec(model="meta.llama3-70b-instruct-v1:0", kind=Kind.CHAT))
+    with pytest.raises(ConfigurationError, match="bedrock_role_arn"):
+        _backend(emulator, bedrock_role_arn=None).check_spec(RequestSpec(model=CLAUDE, kind=Kind.CHAT))
+    assert emulator.requests("bedrock") == [] or all(
+        r["method"] != "POST" or "model-invocation-job" not in r["path"] for r in emulator.requests("bedrock")
+    )
