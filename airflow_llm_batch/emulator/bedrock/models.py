@@ -101,7 +101,8 @@ class Job:
             return "InProgress", self.done_by(now)
         if self.outcome == "expired":
             return "Expired", self.done_by(now)
-        failed = any(record.fate is not None and record.fate != "content_filtered" for record in self.all_records())
+        family = records.family_of(self.model)
+        failed = any(record.fails(family) for record in self.all_records())
         return ("PartiallyCompleted" if failed else "Completed"), self.total
 
     def all_records(self) -> list[records.Record]:

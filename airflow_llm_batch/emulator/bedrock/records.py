@@ -55,6 +55,12 @@ class Record:
     invalid_output: bool = False
     torn: bool = False
 
+    def fails(self, family: str | None) -> bool:
+        """Whether its output is an ``error`` (Claude's content filter answers with a refusal instead)."""
+        if self.problem is not None:
+            return True
+        return self.fate is not None and not (self.fate == "content_filtered" and family == "claude")
+
     def draw_fate(self, scenario: Scenario, family: str, occurrence: int) -> None:
         if self.problem is not None:
             return
@@ -108,8 +114,8 @@ def output_line(model: str, job_id: str, record: Record, scenario: Scenario) -> 
     answered = False
     if record.problem is not None:
         line["error"] = {"errorCode": 400, "errorMessage": record.problem}
-    elif record.fate is not None and not (record.fate == "content_filtered" and family == "claude"):
-        code, message = ITEM_ERRORS[record.fate]
+    elif record.fails(family):
+        code, message = ITEM_ERRORS[str(record.fate)]
         line["error"] = {"errorCode": code, "errorMessage": message}
     elif family == "titan_embed":
         text = str(record.model_input["inputText"])
