@@ -21,6 +21,7 @@ from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.exceptions import ConfigurationError
 from tests.integration.harness import KEY, collect_rows, items, submit_items, wait_for
+from tests.integration.test_waves import run_waves
 
 CLAUDE = "anthropic.claude-3-5-haiku-20241022-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -172,3 +173,32 @@ def test_what_bedrock_cannot_run_is_refused_before_any_call(emulator, tmp_path):
     assert emulator.requests("bedrock") == [] or all(
         r["method"] != "POST" or "model-invocation-job" not in r["path"] for r in emulator.requests("bedrock")
     )
+
+
+def test_waves_under_the_jobs_quota_end_with_one_row_per_item_paid_once(emulator, tmp_path):
+    """The waves design on Bedrock: the quota unknown to the task is learned from the refusals."""
+    emulator.update_scenario(
+        completion_seconds=0.4, bedrock_min_records=1, queue_quotas=[{"provider": "bedrock", "concurrent_batches": 5}]
+    )
+    backend = _backend(emulator, min_records=1)
+    backend.limits = backend.limits.with_overrides({"max_requests": 2})
+    rows_in = items(40)  # 20 chunks
+    layout, manifest = submit_items(backend, tmp_path, rows_in, RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    assert len(manifest.batches) == 5 and len(manifest.pending) == 15  # refused on the sixth create
+    lines = run_waves(backend, layout, manifest)
+    assert any(line.startswith("wave 2:") for line in lines)
+    summary, rows = collect_rows(backend, layout, manifest)
+    assert sorted(r["id"] for r in rows) == sorted(i["id"] for i in rows_in) and summary["succeeded"] == 40
+    ledger = emulator.ledger()
+    assert ledger["refused_creates"] and ledger["billed_twice"] == [] and len(ledger["batches"]) == 20
+
+
+def test_a_job_failing_validation_gives_permanent_rows_with_bedrocks_reason(emulator, tmp_path):
+    emulator.update_scenario(batch_outcome="failed")
+    backend = _backend(emulator)
+    layout, manifest = submit_items(backend, tmp_path, items(6), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    [status] = wait_for(backend, manifest)
+    assert status.state == "Failed"
+    summary, rows = collect_rows(backend, layout, manifest)
+    assert summary["failed_batches"] and len(rows) == 6
+    assert all(not r["retryable"] and "failed validation" in r["error_message"] for r in rows)
