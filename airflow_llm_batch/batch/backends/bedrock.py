@@ -155,14 +155,18 @@ class BedrockBackend(BatchBackend):
                 "items, or lower provider_limits max_requests so that chunks split evenly."
             )
         bucket, key, output_uri = self.locations(spec, job_key, chunk.index)
+        token = hashlib.sha256(f"{job_key.as_string()}|{chunk.index}|".encode())
+        with chunk.path.open("rb") as stream:  # streamed twice: hashed here, uploaded below
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                token.update(block)
         with chunk.path.open("rb") as stream:
-            content = stream.read()
-        self.clients.s3.put_object(Bucket=bucket, Key=key, Body=content, ContentType="application/jsonl")
-        token = hashlib.sha256(f"{job_key.as_string()}|{chunk.index}|".encode() + content).hexdigest()[:64]
+            # A seekable stream (a local file, an object store's file) is uploaded as it is read.
+            body = stream if _seekable(stream) else stream.read()
+            self.clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
         answer = self.clients.bedrock.create_model_invocation_job(
             jobName=job_name(job_key, chunk.index),
             roleArn=self.setting("bedrock_role_arn", spec),
-            clientRequestToken=token,
+            clientRequestToken=token.hexdigest(),
             modelId=chunk.model,
             inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/{key}", "s3InputFormat": "JSONL"}},
             outputDataConfig={"s3OutputDataConfig": {"s3Uri": output_uri}},
@@ -243,11 +247,9 @@ class BedrockBackend(BatchBackend):
         return True, f"Connected to Amazon Bedrock batch inference in {self.clients.region}"
 
     def console_url(self, batch_id: str) -> str | None:
+        """The Region's batch inference page (``links.py`` builds the same from the job's ARN)."""
         region = self.clients.region
-        return (
-            f"https://{region}.console.aws.amazon.com/bedrock/home?region={region}#/batch-inference/"
-            f"{batch_id.rsplit('/', 1)[-1]}"
-        )
+        return f"https://{region}.console.aws.amazon.com/bedrock/home?region={region}#/batch-inference"
 
     def close(self) -> None:
         if "clients" in self.__dict__:
@@ -282,6 +284,13 @@ def tags(job_key: JobKey, chunk_index: int) -> list[dict[str, str]]:
         {"key": "airflow_dag", "value": safe(job_key.dag_id)},
         {"key": "airflow_task", "value": safe(job_key.task_id)},
     ]
+
+
+def _seekable(stream: Any) -> bool:
+    try:
+        return bool(stream.seekable())
+    except (AttributeError, OSError):
+        return False
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ ACCOUNT_ID = "123456789012"
 MAX_RECORDS = 50_000
 # Shares of completion_seconds spent in the phases before InProgress.
 PHASES = (("Submitted", 0.03), ("Validating", 0.07), ("Scheduled", 0.1))
+# The API's own constraints (botocore's bedrock service-2.json: ModelInvocationJobName, S3Uri).
+JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
+S3_URI = re.compile(r"s3://[a-z0-9][-.a-z0-9]{1,61}[a-z0-9](?:/[-!_*'().a-z0-9A-Z]+(?:/[-!_*'().a-z0-9A-Z]+)*)?/?")
 
 
 class BedrockError(Exception):
@@ -158,6 +162,9 @@ class BedrockService:
         for name in ("jobName", "roleArn", "modelId", "inputDataConfig", "outputDataConfig"):
             if not body.get(name):
                 raise BedrockError(400, "ValidationException", f"1 validation error detected: '{name}' is required.")
+        name = str(body["jobName"])
+        if len(name) > 63 or not JOB_NAME.fullmatch(name):
+            raise BedrockError(400, "ValidationException", f"Value '{name}' at 'jobName' failed to satisfy constraint.")
         token = body.get("clientRequestToken")
         for job in self.jobs.values():
             if token and job.token == token:
@@ -168,6 +175,9 @@ class BedrockService:
             raise BedrockError(400, "ValidationException", f"The provided model identifier is invalid: {model}.")
         input_uri = str((body["inputDataConfig"].get("s3InputDataConfig") or {}).get("s3Uri") or "")
         output_uri = str((body["outputDataConfig"].get("s3OutputDataConfig") or {}).get("s3Uri") or "")
+        for where, uri in (("inputDataConfig", input_uri), ("outputDataConfig", output_uri)):
+            if not S3_URI.fullmatch(uri):
+                raise BedrockError(400, "ValidationException", f"Value '{uri}' at '{where}.s3Uri' is not an S3 URI.")
         inputs, failure = self._read_inputs(input_uri, family)
         count = sum(len(found) for found in inputs.values())
         scenario = self.state.scenario
