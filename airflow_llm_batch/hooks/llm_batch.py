@@ -18,6 +18,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_llm_batch.batch.backends import BatchBackend, ClientConfig, create_backend
+from airflow_llm_batch.batch.backends.aws_calls import aws_http_status
 from airflow_llm_batch.exceptions import ConfigurationError
 from airflow_llm_batch.http_logs import has_userinfo, quiet_http_client_logs, redact_url
 
@@ -188,12 +189,20 @@ def _ui_field_behaviour(cls: type[LLMBatchHook]) -> dict[str, Any]:
 
 def _test_failure(err: Exception, hook: LLMBatchHook) -> str:
     """What the Test button shows for a failed call: the cause in words, never the key."""
-    status = getattr(err, "status_code", None) or getattr(err, "code", None)
+    # botocore's ClientError carries its HTTP status in its response (aws_http_status).
+    status = getattr(err, "status_code", None) or getattr(err, "code", None) or aws_http_status(err)
     detail = f"{type(err).__name__}: {_redact(str(err), hook)}"
-    # OpenAI and Anthropic answer a bad key with 401; Gemini with 400 and reason API_KEY_INVALID.
+    # OpenAI and Anthropic answer a bad key with 401; Gemini with 400 and reason API_KEY_INVALID;
+    # AWS with 403 (UnrecognizedClientException, InvalidSignatureException).
     if status in (401, 403) or "API_KEY_INVALID" in detail:
         return f"The provider rejected the API key (HTTP {status}): check the connection's password. {detail}"
-    if type(err).__name__ in ("APIConnectionError", "ConnectError", "ConnectTimeout", "APITimeoutError"):
+    if type(err).__name__ in (
+        "APIConnectionError",
+        "ConnectError",
+        "ConnectTimeout",
+        "APITimeoutError",
+        "EndpointConnectionError",
+    ):
         return f"Could not reach the provider: check the Base URL (host) and the network. {detail}"
     return detail
 

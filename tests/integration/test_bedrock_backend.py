@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from airflow_llm_batch.batch.backends.base import ChunkFile, ClientConfig, RequestSpec
-from airflow_llm_batch.batch.backends.bedrock import BedrockBackend, job_name
+from airflow_llm_batch.batch.backends.bedrock import AwsCallError, BedrockBackend, job_name
 from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.schema import ResponseSchema
@@ -202,3 +202,26 @@ def test_a_job_failing_validation_gives_permanent_rows_with_bedrocks_reason(emul
     summary, rows = collect_rows(backend, layout, manifest)
     assert summary["failed_batches"] and len(rows) == 6
     assert all(not r["retryable"] and "failed validation" in r["error_message"] for r in rows)
+
+
+def test_a_poll_refused_for_the_key_or_an_unknown_job_is_told_apart_from_a_transient_error(emulator, tmp_path):
+    """The triggerer's signed call: 403 is ``auth`` and 404 ``not_found`` (the wait fails at once)."""
+    backend = _backend(emulator)
+    _, manifest = submit_items(backend, tmp_path, items(6), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    unknown = "arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/aaaaaaaaaaaa"
+
+    async def poll(batch_id: str) -> BaseException:
+        try:
+            await backend.aget_status(batch_id)
+        except AwsCallError as error:
+            return error
+        finally:
+            await backend.aclose()
+        raise AssertionError("the poll was not refused")
+
+    emulator.update_scenario(api_key="AKIASOMEONEELSE")
+    refused = asyncio.run(poll(manifest.batch_ids[0]))
+    assert backend.status_refusal(refused).kind == "auth" and SECRET not in str(refused)
+    emulator.update_scenario(api_key=None)
+    gone = asyncio.run(poll(unknown))
+    assert backend.status_refusal(gone).kind == "not_found" and not backend.is_transient(gone)
