@@ -137,7 +137,7 @@ def test_a_lost_create_response_is_found_by_the_job_key_and_not_created_twice(em
 
 
 def test_over_the_jobs_quota_a_create_is_a_capacity_refusal(emulator, tmp_path):
-    emulator.update_scenario(queue_quotas=[{"provider": "bedrock", "concurrent_batches": 1}], completion_seconds=5)
+    emulator.update_scenario(queue_quotas=[{"provider": "bedrock", "concurrent_batches": 1}], completion_seconds=60)
     backend = _backend(emulator)
     spec = RequestSpec(model=CLAUDE, kind=Kind.CHAT)
     submit_items(backend, tmp_path / "one", items(6), spec, KEY)

@@ -8,8 +8,9 @@ and S3: the emulator's; ``service_config: {"s3": {"endpoint_url": ...}}`` sets o
 the Amazon provider reads it), and this package's own: ``bedrock_role_arn`` (the service role
 Bedrock assumes to read and write S3; not ``role_arn``, which the Amazon provider assumes for its
 own calls), ``bedrock_s3_uri`` (``s3://bucket/prefix`` for the input records; outputs go under
-``<it>/output`` unless ``bedrock_s3_output_uri`` says otherwise), ``min_records``. The operator's
-``provider_options`` may set the same three Bedrock keys per task.
+``<it>/output`` unless ``bedrock_s3_output_uri`` says otherwise), ``min_records``. They live in
+the connection only, not in ``provider_options``: the sensor creates later waves from the
+manifest, which carries no options.
 
 Bedrock's facts (docs.aws.amazon.com/bedrock/latest/userguide/batch-inference*.html and the
 quotas page docs.aws.amazon.com/general/latest/gr/bedrock.html, as known in
@@ -104,8 +105,8 @@ class BedrockBackend(BatchBackend):
                 f"bedrock: model {spec.model!r} cannot serve {spec.kind.value} requests here; expected {expected}. "
                 "This package builds Claude (Messages) and Titan embedding bodies for Bedrock."
             )
-        self.setting("bedrock_role_arn", spec)
-        self.setting("bedrock_s3_uri", spec)
+        self.setting("bedrock_role_arn")
+        split_s3_uri(str(self.setting("bedrock_s3_uri")))
 
     def check_model(self, spec: RequestSpec) -> None:
         """Checked in :meth:`check_spec` (the body format follows from the model family)."""
@@ -119,20 +120,19 @@ class BedrockBackend(BatchBackend):
         return {"recordId": custom_id, "modelInput": body}
 
     # Settings ---------------------------------------------------------------------------------------
-    def setting(self, name: str, spec: RequestSpec | None = None, required: bool = True) -> str | None:
-        """A Bedrock setting from the task's ``provider_options``, else the connection's extras."""
-        value = (spec.options.get(name) if spec is not None else None) or self.config.extra.get(name)
+    def setting(self, name: str, required: bool = True) -> str | None:
+        """A Bedrock setting from the connection's extras."""
+        value = self.config.extra.get(name)
         if not value and required:
             raise ConfigurationError(
-                f"bedrock: set {name!r} in the AWS connection's extras or in provider_options "
-                "(docs/platforms.md, Amazon Bedrock)"
+                f"bedrock: set {name!r} in the AWS connection's extras (docs/platforms.md, Amazon Bedrock)"
             )
         return str(value) if value else None
 
-    def locations(self, spec: RequestSpec, job_key: JobKey, chunk: int) -> tuple[str, str, str]:
+    def locations(self, job_key: JobKey, chunk: int) -> tuple[str, str, str]:
         """The chunk's input object (bucket, key) and the job's output URI, stable across tries."""
-        base = str(self.setting("bedrock_s3_uri", spec)).rstrip("/")
-        output = str(self.setting("bedrock_s3_output_uri", spec, required=False) or f"{base}/output").rstrip("/")
+        base = str(self.setting("bedrock_s3_uri")).rstrip("/")
+        output = str(self.setting("bedrock_s3_output_uri", required=False) or f"{base}/output").rstrip("/")
         bucket, prefix = split_s3_uri(base)
         key = "/".join(part for part in (prefix, "input", job_key.digest(), f"c{chunk:05d}.jsonl") if part)
         return bucket, key, f"{output}/{job_key.digest()}/c{chunk:05d}/"
@@ -154,7 +154,7 @@ class BedrockBackend(BatchBackend):
                 f"least {minimum} ('Minimum number of records per batch inference job'). Send at least {minimum} "
                 "items, or lower provider_limits max_requests so that chunks split evenly."
             )
-        bucket, key, output_uri = self.locations(spec, job_key, chunk.index)
+        bucket, key, output_uri = self.locations(job_key, chunk.index)
         token = hashlib.sha256(f"{job_key.as_string()}|{chunk.index}|".encode())
         with chunk.path.open("rb") as stream:  # streamed twice: hashed here, uploaded below
             for block in iter(lambda: stream.read(1 << 20), b""):
@@ -165,7 +165,7 @@ class BedrockBackend(BatchBackend):
             self.clients.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/jsonl")
         answer = self.clients.bedrock.create_model_invocation_job(
             jobName=job_name(job_key, chunk.index),
-            roleArn=self.setting("bedrock_role_arn", spec),
+            roleArn=self.setting("bedrock_role_arn"),
             clientRequestToken=token.hexdigest(),
             modelId=chunk.model,
             inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{bucket}/{key}", "s3InputFormat": "JSONL"}},
