@@ -158,6 +158,9 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
         "endpoint_url": emulator.aws_endpoint_url,
         "bedrock_role_arn": "arn:aws:iam::123456789012:role/bedrock-batch",
         "bedrock_s3_uri": f"s3://{BEDROCK_BUCKET}/llm-batch",
+        # The fault matrix's retry rounds resend a few items; the emulator keeps its own minimum
+        # (100, AWS's default) unless a test lowers it.
+        "min_records": 1,
     }
     box.set_connection("llm_batch_bedrock", "aws", login=AWS_KEY_ID, password=API_KEY, extra=bedrock)
     box.migrate()

@@ -18,6 +18,7 @@ from airflow_llm_batch.batch.backends.base import ChunkFile, ClientConfig, Reque
 from airflow_llm_batch.batch.backends.bedrock import AwsCallError, BedrockBackend, job_name
 from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.records import JobKey, Kind
+from airflow_llm_batch.batch.retry import prepare_retry
 from airflow_llm_batch.batch.schema import ResponseSchema
 from airflow_llm_batch.exceptions import ConfigurationError
 from tests.integration.harness import KEY, collect_rows, items, submit_items, wait_for
@@ -225,3 +226,16 @@ def test_a_poll_refused_for_the_key_or_an_unknown_job_is_told_apart_from_a_trans
     emulator.update_scenario(api_key=None)
     gone = asyncio.run(poll(unknown))
     assert backend.status_refusal(gone).kind == "not_found" and not backend.is_transient(gone)
+
+
+def test_a_retry_round_resends_exactly_the_retryable_records(emulator, tmp_path):
+    emulator.update_scenario(item_errors={"rate_limited": 0.3, "invalid_request": 0.2})
+    backend = _backend(emulator)
+    layout, manifest = submit_items(backend, tmp_path, items(30), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    wait_for(backend, manifest)
+    _, rows = collect_rows(backend, layout, manifest)
+    retryable = {r["id"] for r in rows if r["retryable"]}
+    assert retryable and retryable != {r["id"] for r in rows if r["status"] == "failed"}  # some are permanent
+    out = JobLayout.for_job(tmp_path, KEY, 2).requests_dir
+    prepared = prepare_retry(layout, layout.results_dir / "failed_items.jsonl", CLAUDE, backend, out)
+    assert prepared.item_count == len(retryable)  # the records are found by their recordId
