@@ -25,8 +25,8 @@ AWS_KEY_ID = "AKIAE2ETEST00000"
 BEDROCK_BUCKET = "llm-batch-e2e"
 
 
-def bedrock_bucket(emulator: Any) -> None:
-    """Create the records bucket in the emulated S3 (each test's emulator starts empty)."""
+def bedrock_bucket(emulator: Any) -> Any:
+    """Create the records bucket in the emulated S3 (each test's emulator starts empty); the S3 client."""
     import boto3
 
     s3 = boto3.client(
@@ -37,6 +37,7 @@ def bedrock_bucket(emulator: Any) -> None:
         aws_secret_access_key=API_KEY,
     )
     s3.create_bucket(Bucket=BEDROCK_BUCKET)
+    return s3
 
 
 def bigquery_client(emulator: Any) -> Any:

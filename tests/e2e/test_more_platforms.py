@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_llm_batch.batch.records import ITEM_RESULT_COLUMNS
-from tests.e2e.conftest import API_KEY, bedrock_bucket
+from tests.e2e.conftest import API_KEY, BEDROCK_BUCKET, bedrock_bucket
 from tests.e2e.test_readable_logs import _assert_nowhere, _everything_logged
 from tests.e2e.test_triage_dag import _example_module
 
@@ -44,8 +44,7 @@ def test_the_triage_dag_runs_on_more_platforms(dag_runner, provider):
     conn_id, model, scenario, row_provider = PLATFORMS[provider]
     emulator = dag_runner.emulator
     emulator.update_scenario(**scenario)
-    if provider == "bedrock":
-        bedrock_bucket(emulator)
+    s3 = bedrock_bucket(emulator) if provider == "bedrock" else None
     logical_date, run = dag_runner.run(
         "nightly_ticket_triage", env={"LLM_BATCH_TRIAGE_CONN_ID": conn_id, "LLM_BATCH_TRIAGE_MODEL": model}
     )
@@ -82,6 +81,8 @@ def test_the_triage_dag_runs_on_more_platforms(dag_runner, provider):
     if provider == "bedrock":
         assert '"recordId":' in line and '"anthropic_version":"bedrock-2023-05-31"' in line
         assert {r["provider"] for r in emulator.requests()} == {"bedrock"}
+        # The Results task deleted the S3 copies of the job (records in and out, manifest).
+        assert s3 is not None and s3.list_objects_v2(Bucket=BEDROCK_BUCKET)["KeyCount"] == 0
         # The secret access key (the connection's password) is nowhere: logs, XCom, DB, work dir.
         _assert_nowhere(
             API_KEY, dag_runner, dag_runner.sandbox, _everything_logged(dag_runner.sandbox, run), logical_date

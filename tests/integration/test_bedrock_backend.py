@@ -88,6 +88,11 @@ def test_a_structured_claude_job_on_bedrock_gives_the_same_rows(emulator, tmp_pa
     tags = backend.clients.bedrock.list_tags_for_resource(resourceARN=job["jobArn"])["tags"]
     assert {"key": "airflow_job_key", "value": KEY.digest()} in tags
     assert backend.find_batches(KEY) == {0: manifest.batch_ids[0]}
+    # Once the rows are written, the Results task deletes the S3 copies the job left.
+    s3 = backend.clients.s3
+    assert s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 3  # input records, output records, manifest
+    cleanup = backend.delete_stored([status], KEY, batches=False)
+    assert len(cleanup.deleted) == 3 and cleanup.kept == [] and s3.list_objects_v2(Bucket=BUCKET)["KeyCount"] == 0
     backend.close()
 
 

@@ -218,8 +218,26 @@ class BedrockBackend(BatchBackend):
                         yield records.parse_record(line, kind)
 
     def delete_stored(self, statuses: Sequence[BatchStatus], job_key: JobKey, *, batches: bool) -> StorageCleanup:
-        """Nothing: the records and outputs are in the user's own bucket, kept as its lifecycle rules say."""
-        return StorageCleanup()
+        """The S3 copies the job left: each job's input records and its output folder (records and
+        manifest). Once the rows are in the work dir nothing reads them again, as on the other
+        providers. Bedrock has no job delete, so ``batches`` changes nothing."""
+        cleanup = StorageCleanup()
+        for status in statuses:
+            objects = []
+            if status.details.get("input_uri"):
+                objects.append(split_s3_uri(str(status.details["input_uri"])))
+            if status.details.get("output_uri"):
+                bucket, prefix = split_s3_uri(str(status.details["output_uri"]))
+                folder = f"{prefix}/{status.batch_id.rsplit('/', 1)[-1]}/".lstrip("/")
+                pages = self.clients.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder)
+                objects += [(bucket, item["Key"]) for page in pages for item in page.get("Contents") or []]
+            for bucket, key in objects:
+                cleanup.delete(f"s3://{bucket}/{key}", self._delete_object)
+        return cleanup
+
+    def _delete_object(self, uri: str) -> None:
+        bucket, key = split_s3_uri(uri)
+        self.clients.s3.delete_object(Bucket=bucket, Key=key)
 
     # Errors -----------------------------------------------------------------------------------------
     def is_capacity_error(self, error: BaseException) -> bool:
@@ -309,6 +327,7 @@ def status_of(job: Mapping[str, Any]) -> BatchStatus:
     if outcome is BatchOutcome.FAILED:
         errors = (f"Failed: {job.get('message') or 'Bedrock reported the job as failed without a message'}",)
     output = ((job.get("outputDataConfig") or {}).get("s3OutputDataConfig") or {}).get("s3Uri")
+    records_in = ((job.get("inputDataConfig") or {}).get("s3InputDataConfig") or {}).get("s3Uri")
     return BatchStatus(
         batch_id=str(job["jobArn"]),
         state=state,
@@ -317,7 +336,7 @@ def status_of(job: Mapping[str, Any]) -> BatchStatus:
         done=int(job.get("processedRecordCount") or 0),
         failed=int(job.get("errorRecordCount") or 0),
         errors=errors,
-        details={"output_uri": output, "message": job.get("message")},
+        details={"output_uri": output, "input_uri": records_in, "message": job.get("message")},
     )
 
 
