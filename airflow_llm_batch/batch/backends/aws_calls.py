@@ -87,7 +87,8 @@ class ClientFactory:
     def _client(self, service: str) -> Any:
         from botocore.config import Config
 
-        options: dict[str, Any] = {"retries": {"max_attempts": self.config.max_retries + 1, "mode": "standard"}}
+        # botocore's ``max_attempts`` counts the retries after the first call, like ``max_retries``.
+        options: dict[str, Any] = {"retries": {"max_attempts": self.config.max_retries, "mode": "standard"}}
         if self.config.timeout is not None:
             options["read_timeout"] = self.config.timeout
         if service == "s3" and self.endpoint("s3"):

@@ -191,13 +191,14 @@ class BedrockBackend(BatchBackend):
         return status_of(self.clients.bedrock.get_model_invocation_job(jobIdentifier=batch_id))
 
     async def aget_status(self, batch_id: str) -> BatchStatus:
-        return status_of(await self.clients.signed_get("bedrock", f"/model-invocation-job/{quote(batch_id, safe='')}"))
+        # The job id alone (the ARN's last part) is a jobIdentifier too: nothing in the path to encode.
+        return status_of(await self.clients.signed_get("bedrock", f"/model-invocation-job/{_job_id(batch_id)}"))
 
     def cancel(self, batch_id: str) -> None:
         self.clients.bedrock.stop_model_invocation_job(jobIdentifier=batch_id)
 
     async def acancel(self, batch_id: str) -> None:
-        path = f"/model-invocation-job/{quote(batch_id, safe='')}/stop"
+        path = f"/model-invocation-job/{_job_id(batch_id)}/stop"
         await self.clients.signed_get("bedrock", path, method="POST")
 
     def iter_outcomes(self, status: BatchStatus, kind: Kind) -> Iterator[RawOutcome]:
@@ -302,6 +303,11 @@ def tags(job_key: JobKey, chunk_index: int) -> list[dict[str, str]]:
         {"key": "airflow_dag", "value": safe(job_key.dag_id)},
         {"key": "airflow_task", "value": safe(job_key.task_id)},
     ]
+
+
+def _job_id(batch_id: str) -> str:
+    """The 12-character id at the end of a job's ARN; the API takes either (``jobIdentifier``)."""
+    return quote(batch_id.rsplit("/", 1)[-1], safe="")
 
 
 def _seekable(stream: Any) -> bool:
