@@ -15,10 +15,13 @@ No AWS SDK here (plain JSON), so the wire rules are unit-testable. Facts from th
   (with ``dimensions`` 256/512/1024 and ``normalize``) and answers ``embedding`` and
   ``inputTextTokenCount`` ("Amazon Titan Embeddings Text", model parameters).
 
-**Structured output** goes as forced tool use (``tools`` + ``tool_choice``): the page on batch
-inference says batch jobs do not take a ``response_format``, while InvokeModel jobs take the
-model's native body, and a forced tool's ``input`` is JSON that follows the tool's schema. The
-results step validates it against the user's full schema, as on every provider.
+**Structured output** goes as forced tool use (``tools`` + ``tool_choice``) in Claude's native body.
+The guide's batch inference page has said both that batch jobs take no tool calling or
+``response_format`` (an earlier version) and that tool calling works for jobs of the InvokeModel
+invocation type with the model's native body (the current one; jobs here are InvokeModel jobs,
+the API's default). A forced tool's ``input`` is JSON that follows the tool's schema, and the
+results step validates it against the user's full schema, as on every provider; a job whose
+records the service refuses shows it as ``error`` records (``invalid_request`` rows), not silently.
 """
 
 from __future__ import annotations
