@@ -105,6 +105,24 @@ def test_titan_embeddings_on_bedrock(emulator, tmp_path):
     assert summary["succeeded"] == 8 and all(len(r["embedding"]) == 256 and r["input_tokens"] for r in rows)
 
 
+def test_cohere_embeddings_on_bedrock(emulator, tmp_path):
+    backend = _backend(emulator)
+    spec = RequestSpec(model="cohere.embed-english-v3", kind=Kind.EMBEDDING, parameters={"input_type": "clustering"})
+    layout, manifest = submit_items(backend, tmp_path, items(6), spec, KEY, template="{text}")
+    wait_for(backend, manifest)
+    summary, rows = collect_rows(backend, layout, manifest)
+    assert summary["succeeded"] == 6 and all(len(r["embedding"]) == 1024 for r in rows)
+    line = (layout.requests_dir / "chunk-00000.jsonl").read_text().splitlines()[0]
+    assert '"texts":["message' in line and '"input_type":"clustering"' in line
+    # A Titan parameter is not Cohere's: Bedrock refuses the record, the row says why.
+    spec = RequestSpec(model="cohere.embed-english-v3", kind=Kind.EMBEDDING, parameters={"dimensions": 256})
+    other = JobKey("dag", "submit", "another-run")
+    layout, manifest = submit_items(backend, tmp_path / "2", items(6), spec, other, template="{text}")
+    wait_for(backend, manifest)
+    _, rows = collect_rows(backend, layout, manifest)
+    assert all(r["error_type"] == "invalid_request" and "dimensions" in r["error_message"] for r in rows)
+
+
 def test_item_errors_land_in_the_taxonomy_and_the_job_is_partially_completed(emulator, tmp_path):
     emulator.update_scenario(item_errors={"rate_limited": 0.3, "context_length": 0.2})
     backend = _backend(emulator)

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from airflow_llm_batch.batch.backends.base import ClientConfig, RequestSpec
 from airflow_llm_batch.batch.backends.bedrock import BedrockBackend, chunk_of_name, job_name, status_of
-from airflow_llm_batch.batch.backends.bedrock_records import claude_body, parse_record
+from airflow_llm_batch.batch.backends.bedrock_records import claude_body, cohere_embed_body, parse_record
 from airflow_llm_batch.batch.records import BatchOutcome, ErrorType, JobKey, Kind
 from airflow_llm_batch.batch.schema import ResponseSchema
 
@@ -46,6 +46,11 @@ def test_failed_records_land_in_the_taxonomy(record, kind, expected):
     assert outcome.custom_id == "a" and not outcome.succeeded and outcome.error_type is expected
 
 
+def test_a_cohere_body_sends_one_text_as_a_search_document_unless_told():
+    assert cohere_embed_body("hi", {}) == {"texts": ["hi"], "input_type": "search_document"}
+    assert cohere_embed_body("hi", {"input_type": "clustering", "truncate": "END"})["truncate"] == "END"
+
+
 def test_answers_are_read_like_anthropics_and_titans():
     message = {
         "model": "claude",
@@ -60,6 +65,10 @@ def test_answers_are_read_like_anthropics_and_titans():
         Kind.EMBEDDING,
     )
     assert embedding.embedding == [0.6, 0.8] and embedding.input_tokens == 4
+    cohere = parse_record(json.dumps({"recordId": "k", "modelOutput": {"embeddings": [[1.0, 0.0]]}}), Kind.EMBEDDING)
+    assert cohere.succeeded and cohere.embedding == [1.0, 0.0]
+    typed = {"recordId": "k", "modelOutput": {"embeddings": {"float": [[0.0, 1.0]]}}}
+    assert parse_record(json.dumps(typed), Kind.EMBEDDING).embedding == [0.0, 1.0]
     torn = parse_record(b'{"recordId":"t-1","modelOutput":{"con', Kind.CHAT)
     assert torn.custom_id == "t-1" and torn.error_type is ErrorType.SERVER_ERROR
 

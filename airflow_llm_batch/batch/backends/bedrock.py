@@ -99,11 +99,11 @@ class BedrockBackend(BatchBackend):
                 "an Anthropic Claude model id such as anthropic.claude-3-5-haiku-20241022-v1:0 (or an inference "
                 "profile us.anthropic.claude-...)"
                 if spec.kind is Kind.CHAT
-                else "Titan Text Embeddings, amazon.titan-embed-text-v2:0"
+                else "Titan Text Embeddings (amazon.titan-embed-text-v2:0) or Cohere Embed (cohere.embed-english-v3)"
             )
             raise ConfigurationError(
                 f"bedrock: model {spec.model!r} cannot serve {spec.kind.value} requests here; expected {expected}. "
-                "This package builds Claude (Messages) and Titan embedding bodies for Bedrock."
+                "This package builds Claude (Messages), Titan and Cohere embedding bodies for Bedrock."
             )
         self.setting("bedrock_role_arn")
         split_s3_uri(str(self.setting("bedrock_s3_uri")))
@@ -112,6 +112,8 @@ class BedrockBackend(BatchBackend):
         """Checked in :meth:`check_spec` (the body format follows from the model family)."""
 
     def build_body(self, spec: RequestSpec, text: str) -> dict[str, Any]:
+        if spec.kind is Kind.EMBEDDING and records.model_family(spec.model, spec.kind) == "cohere_embed":
+            return records.cohere_embed_body(text, spec.parameters)
         if spec.kind is Kind.EMBEDDING:
             return records.titan_embed_body(text, spec.parameters)
         return records.claude_body(text, spec.system_prompt, spec.parameters, spec.response_schema)

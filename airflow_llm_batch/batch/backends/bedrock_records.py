@@ -13,7 +13,9 @@ No AWS SDK here (plain JSON), so the wire rules are unit-testable. Facts from th
 - Claude's body is Anthropic's Messages body with ``anthropic_version: bedrock-2023-05-31`` and no
   ``model``; its output is an Anthropic Message. Titan Text Embeddings V2 takes ``inputText``
   (with ``dimensions`` 256/512/1024 and ``normalize``) and answers ``embedding`` and
-  ``inputTextTokenCount`` ("Amazon Titan Embeddings Text", model parameters).
+  ``inputTextTokenCount`` ("Amazon Titan Embeddings Text", model parameters). Cohere Embed takes
+  ``texts`` and ``input_type`` and answers ``embeddings`` (a list per text), without token counts
+  ("Cohere Embed models", model parameters).
 
 **Structured output** goes as forced tool use (``tools`` + ``tool_choice``) in Claude's native body.
 The guide's batch inference page has said both that batch jobs take no tool calling or
@@ -41,6 +43,7 @@ ANTHROPIC_VERSION = "bedrock-2023-05-31"
 # cross-region inference profiles (``us.anthropic.claude-...``, ``eu.``, ``apac.``, ``global.``).
 CLAUDE_MODEL = re.compile(r"([a-z]+\.)?anthropic\.claude-.+")
 TITAN_EMBED_MODEL = re.compile(r"([a-z]+\.)?amazon\.titan-embed-text-.+")
+COHERE_EMBED_MODEL = re.compile(r"([a-z]+\.)?cohere\.embed-.+")
 _TOOL_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
 _CONTEXT_MESSAGE = re.compile(
     r"prompt is too long|too many (input )?tokens|input is too long|context (limit|window|length)", re.IGNORECASE
@@ -59,11 +62,13 @@ _ERROR_CODES = {
 
 
 def model_family(model: str, kind: Kind) -> str | None:
-    """``claude`` or ``titan_embed`` for the model ids this backend knows how to build bodies for."""
+    """``claude``, ``titan_embed`` or ``cohere_embed``: the model ids this backend builds bodies for."""
     if kind is Kind.CHAT and CLAUDE_MODEL.fullmatch(model):
         return "claude"
     if kind is Kind.EMBEDDING and TITAN_EMBED_MODEL.fullmatch(model):
         return "titan_embed"
+    if kind is Kind.EMBEDDING and COHERE_EMBED_MODEL.fullmatch(model):
+        return "cohere_embed"
     return None
 
 
@@ -93,6 +98,13 @@ def tool_name(schema: ResponseSchema) -> str:
 def titan_embed_body(text: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Titan Text Embeddings: ``inputText`` plus its own parameter names (``dimensions``, ``normalize``)."""
     return {"inputText": text, **{k: v for k, v in parameters.items() if k != "model"}}
+
+
+def cohere_embed_body(text: str, parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Cohere Embed: ``texts`` (one per record here) and ``input_type`` (``search_document`` unless
+    the parameters say otherwise); its other parameters pass as Cohere names them (``truncate``)."""
+    rest = {k: v for k, v in parameters.items() if k != "model"}
+    return {"texts": [text], "input_type": rest.pop("input_type", "search_document"), **rest}
 
 
 def parse_record(line: str | bytes, kind: Kind) -> RawOutcome:
@@ -140,7 +152,13 @@ def classify_error(code: int, message: str) -> ErrorType:
 
 
 def _embedding(record_id: str, output: Mapping[str, Any]) -> RawOutcome:
+    """Titan's ``embedding``, or the first of Cohere's ``embeddings`` (one text per record)."""
     values = output.get("embedding")
+    cohere = output.get("embeddings")
+    if values is None and isinstance(cohere, dict):  # embedding_types given: {"float": [[...]]}
+        cohere = cohere.get("float")
+    if values is None and isinstance(cohere, list) and cohere:
+        values = cohere[0]
     if not isinstance(values, list) or not values:
         return RawOutcome(record_id, False, error_type=ErrorType.SERVER_ERROR, error_message="no embedding in output")
     return RawOutcome(

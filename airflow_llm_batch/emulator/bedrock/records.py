@@ -9,7 +9,9 @@ same Message body, without ``model`` in the request.
 Strict checks of a record, each an ``error`` record ``{"errorCode": 400, "errorMessage"}``:
 Claude bodies must carry ``anthropic_version: bedrock-2023-05-31``, ``max_tokens`` and
 ``messages``, and no ``model`` (InvokeModel bodies name no model); Titan bodies need ``inputText``
-and take ``dimensions`` of 256, 512 or 1024.
+and take ``dimensions`` of 256, 512 or 1024; Cohere Embed v3 bodies need ``texts`` and an
+``input_type`` and take no other keys than ``truncate`` and ``embedding_types`` (1024-dimension
+answers, no token counts).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ from airflow_llm_batch.emulator.scenario import Scenario
 CLAUDE = re.compile(r"([a-z]+\.)?anthropic\.claude-.+")
 TITAN_EMBED = re.compile(r"([a-z]+\.)?amazon\.titan-embed-text-v2:0")
 TITAN_DIMENSIONS = (256, 512, 1024)
+COHERE_EMBED = re.compile(r"([a-z]+\.)?cohere\.embed-(english|multilingual)-v3")
+COHERE_KEYS = {"texts", "input_type", "truncate", "embedding_types"}
+COHERE_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")
+COHERE_DIMENSIONS = 1024  # Embed v3 English and Multilingual
 ITEM_ERRORS = {
     "rate_limited": (429, "Too many requests, please wait before trying again. (emulated)"),
     "server_error": (500, "The model encountered an internal error. (emulated)"),
@@ -40,6 +46,8 @@ def family_of(model: str) -> str | None:
         return "claude"
     if TITAN_EMBED.fullmatch(model):
         return "titan_embed"
+    if COHERE_EMBED.fullmatch(model):
+        return "cohere_embed"
     return None
 
 
@@ -91,6 +99,16 @@ def parse_input(content: bytes, family: str) -> list[Record]:
 def body_problem(body: Any, family: str) -> str | None:
     if not isinstance(body, dict):
         return "modelInput is required and must be a JSON object."
+    if family == "cohere_embed":
+        extra = sorted(set(body) - COHERE_KEYS)
+        if extra:
+            return f"Malformed input request: extraneous key [{extra[0]}] is not permitted"
+        texts = body.get("texts")
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+            return "Malformed input request: texts must be a non-empty list of strings"
+        if body.get("input_type") not in COHERE_INPUT_TYPES:
+            return f"Malformed input request: input_type must be one of {list(COHERE_INPUT_TYPES)}"
+        return None
     if family == "titan_embed":
         if not isinstance(body.get("inputText"), str) or not body["inputText"]:
             return "Malformed input request: required key [inputText] not found"
@@ -117,6 +135,16 @@ def output_line(model: str, job_id: str, record: Record, scenario: Scenario) -> 
     elif record.fails(family):
         code, message = ITEM_ERRORS[str(record.fate)]
         line["error"] = {"errorCode": code, "errorMessage": message}
+    elif family == "cohere_embed":
+        texts = [str(text) for text in record.model_input["texts"]]
+        vectors = [fake_llm.embed(text, COHERE_DIMENSIONS) for text in texts]
+        line["modelOutput"] = {
+            "embeddings": vectors,
+            "id": job_id,
+            "response_type": "embeddings_floats",
+            "texts": texts,
+        }
+        answered = True
     elif family == "titan_embed":
         text = str(record.model_input["inputText"])
         vector = fake_llm.embed(text, int(record.model_input.get("dimensions", 1024)))
