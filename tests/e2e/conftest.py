@@ -164,6 +164,9 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
         "min_records": 1,
     }
     box.set_connection("llm_batch_bedrock", "aws", login=AWS_KEY_ID, password=API_KEY, extra=bedrock)
+    # Five records a job and no SDK retries, for the waves under the jobs quota (tests/e2e/test_waves.py).
+    waves = {**bedrock, "limits": {"max_requests": 5}, "max_retries": 0}
+    box.set_connection("waves_bedrock", "aws", login=AWS_KEY_ID, password=API_KEY, extra=waves)
     box.migrate()
     return box
 
