@@ -146,6 +146,41 @@ CONNECTION_FORMS: dict[str, dict[str, Any]] = {
             },
         },
     },
+    "llm_batch_bedrock": {
+        "hook-name": "LLM Batch: Amazon Bedrock",
+        "conn-fields": {
+            "region_name": {
+                "label": "AWS Region",
+                "description": "The Region of the Bedrock batch jobs and of the bucket, e.g. us-east-1.",
+                "schema": {"type": ["string", "null"], "default": "us-east-1"},
+            },
+            "bedrock_role_arn": {
+                "label": "Bedrock service role ARN",
+                "description": "The IAM role Bedrock assumes to read the input records and write the outputs "
+                "(s3:GetObject, s3:PutObject, s3:ListBucket on the bucket).",
+                "schema": {"type": ["string", "null"]},
+            },
+            "bedrock_s3_uri": {
+                "label": "S3 prefix for records",
+                "description": "s3://bucket/prefix: input records go under <it>/input, outputs under <it>/output.",
+                "schema": {"type": ["string", "null"]},
+            },
+            "endpoint_url": {
+                "label": "Endpoint URL",
+                "description": "Empty for AWS; one endpoint for Bedrock and S3 (the emulator: http://127.0.0.1:8765/aws).",
+                "schema": {"type": ["string", "null"]},
+            },
+            "work_dir": _WORK_DIR_FIELD,
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port", "host"],
+            "relabeling": {"login": "AWS Access Key ID", "password": "AWS Secret Access Key"},
+            "placeholders": {
+                "login": "empty: boto3's default credentials (instance or pod role, environment)",
+                "password": "empty with an empty login",
+            },
+        },
+    },
 }
 
 
@@ -160,7 +195,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-llm-batch",
         "name": "LLM Batch",
         "description": "LLM work through the providers' batch APIs (OpenAI, Azure OpenAI, OpenAI-compatible "
-        "hosts, Anthropic, Gemini) at half price.",
+        "hosts, Anthropic, Gemini, Vertex AI, Amazon Bedrock) at half price.",
         "versions": ["0.2.0", "0.1.0"],
         "integrations": [
             {
@@ -212,6 +247,11 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchVertexHook",
                 "connection-type": "llm_batch_vertex",
                 **CONNECTION_FORMS["llm_batch_vertex"],
+            },
+            {
+                "hook-class-name": "airflow_llm_batch.hooks.llm_batch.LLMBatchBedrockHook",
+                "connection-type": "llm_batch_bedrock",
+                **CONNECTION_FORMS["llm_batch_bedrock"],
             },
         ],
         "task-decorators": [

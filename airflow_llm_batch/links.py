@@ -43,6 +43,10 @@ VERTEX_JOB_URL = (
     "https://console.cloud.google.com/vertex-ai/locations/{location}/batch-predictions/{job}?project={project}"
 )
 VERTEX_LIST_URL = "https://console.cloud.google.com/vertex-ai/batch-predictions?project={project}"
+# Amazon Bedrock names a job by its ARN, which carries the Region; the console's batch inference
+# page of that Region lists the jobs (a job's own page is reached from there).
+BEDROCK_LIST_URL = "https://{region}.console.aws.amazon.com/bedrock/home?region={region}#/batch-inference"
+_BEDROCK_JOB = re.compile(r"^arn:aws[a-z-]*:bedrock:(?P<region>[a-z0-9-]+):\d+:model-invocation-job/(?P<job>\w+)$")
 # Vertex AI names a batch job by its full resource name.
 _VERTEX_JOB = re.compile(
     r"^projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)/batchPredictionJobs/(?P<job>[^/]+)$"
@@ -85,6 +89,9 @@ def console_url(provider: str, batch_id: str) -> str | None:
     match = _VERTEX_JOB.match(batch_id)
     if match:
         return VERTEX_JOB_URL.format(**match.groupdict())
+    bedrock = _BEDROCK_JOB.match(batch_id)
+    if bedrock:
+        return BEDROCK_LIST_URL.format(region=bedrock["region"])
     try:
         template = backend_class(provider).console_url_template
     except ConfigurationError:
@@ -98,6 +105,9 @@ def batch_list_url(provider: str, batch_ids: list[str]) -> str | None:
         match = _VERTEX_JOB.match(batch_id)
         if match:
             return VERTEX_LIST_URL.format(project=match["project"])
+        bedrock = _BEDROCK_JOB.match(batch_id)
+        if bedrock:
+            return BEDROCK_LIST_URL.format(region=bedrock["region"])
     return BATCH_LIST_URLS.get(provider)
 
 

@@ -23,11 +23,12 @@ from airflow_llm_batch.batch.records import BatchStatus
 # The providers' status words of a batch still running, by what they mean for the reader. Sources:
 # OpenAI Batch object ``status`` (validating, in_progress, finalizing, cancelling); Anthropic Message
 # Batch ``processing_status`` (in_progress, canceling); Gemini / Vertex AI ``JobState``
-# (JOB_STATE_QUEUED, _PENDING, _RUNNING, _PAUSED, _UPDATING, _CANCELLING). An ended batch is said
+# (JOB_STATE_QUEUED, _PENDING, _RUNNING, _PAUSED, _UPDATING, _CANCELLING); Amazon Bedrock
+# ``ModelInvocationJobStatus`` (Submitted, Validating, Scheduled, InProgress, Stopping). An ended batch is said
 # with its outcome (``BatchOutcome``: completed, failed, expired, cancelled).
-_STARTING = {"validating", "queued", "pending", "unspecified", "paused"}
+_STARTING = {"validating", "queued", "pending", "unspecified", "paused", "submitted", "scheduled"}
 _FINISHING = {"finalizing"}
-_CANCELLING = {"cancelling", "canceling"}
+_CANCELLING = {"cancelling", "canceling", "stopping"}
 
 
 def phase_of(status: BatchStatus) -> str:

@@ -52,9 +52,10 @@ class AirflowSandbox:
         host: str | None = None,
         password: str | None = None,
         extra: Mapping[str, Any] | None = None,
+        login: str | None = None,
     ) -> None:
         """Define a connection the way deployments often do: an ``AIRFLOW_CONN_<ID>`` JSON variable."""
-        value = {"conn_type": conn_type, "host": host, "password": password, "extra": dict(extra or {})}
+        value = {"conn_type": conn_type, "host": host, "login": login, "password": password, "extra": dict(extra or {})}
         self.env[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps({k: v for k, v in value.items() if v is not None})
 
     def airflow(

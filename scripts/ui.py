@@ -3,7 +3,7 @@
 Starts the emulator and ``airflow standalone`` (API server and UI, scheduler, DAG processor,
 triggerer) with ``dags_examples/`` loaded and the connections ``llm_batch_openai``,
 ``llm_batch_anthropic``, ``llm_batch_gemini``, ``llm_batch_vertex``, ``llm_batch_azure_openai``,
-``llm_batch_openai_compatible`` and ``google_cloud_default``
+``llm_batch_openai_compatible``, ``llm_batch_bedrock`` and ``google_cloud_default``
 pointing at the emulator, prints the URL and the login, and runs
 until Ctrl-C, then stops both. Everything listens on 127.0.0.1 only; the Airflow home (SQLite DB,
 logs, work dir) is ``.ui/airflow-home`` and is kept between runs.
@@ -114,6 +114,8 @@ class UiStack:
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
             "AIRFLOW__LLM_BATCH__WORK_DIR": str(self.home / "llm_batch"),
             "AIRFLOW__LLM_BATCH__POLL_INTERVAL": "2",
+            # Bedrock's connection points at the emulator: botocore must never ask the machine for credentials.
+            "AWS_EC2_METADATA_DISABLED": "true",
             **self.connection_env(),
             **self.extra_env,
         }
@@ -149,6 +151,19 @@ class UiStack:
             "conn_type": "llm_batch_openai_compatible",
             "host": emulator.openai_base_url,
             "password": self.api_key,
+        }
+        # Amazon Bedrock: the emulated AWS endpoint, dummy keys (the Test button lists one job). A DAG
+        # run on it needs the bucket of bedrock_s3_uri created in the emulated S3 first (docs/platforms.md).
+        connections["llm_batch_bedrock"] = {
+            "conn_type": "llm_batch_bedrock",
+            "login": "AKIAEMULATOR0000",
+            "password": self.api_key,
+            "extra": {
+                "region_name": "us-east-1",
+                "endpoint_url": emulator.aws_endpoint_url,
+                "bedrock_role_arn": "arn:aws:iam::123456789012:role/bedrock-batch",
+                "bedrock_s3_uri": "s3://llm-batch-records/llm-batch",
+            },
         }
         connections["google_cloud_default"] = {
             "conn_type": "google_cloud_platform",

@@ -58,8 +58,11 @@ def prepare_retry(
 
 def _custom_id_of(line: bytes) -> str:
     record = jsonl.loads(line)
-    # OpenAI and Anthropic lines carry "custom_id"; Gemini file lines carry "key".
-    return str(record.get("custom_id", record.get("key", "")))
+    # OpenAI and Anthropic lines carry "custom_id"; Gemini file lines "key"; Bedrock records "recordId".
+    for name in ("custom_id", "key", "recordId"):
+        if name in record:
+            return str(record[name])
+    return ""
 
 
 def iter_result_rows(uri_path: StoragePath) -> Iterator[dict[str, Any]]:

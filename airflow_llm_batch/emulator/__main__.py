@@ -79,6 +79,7 @@ def add_edge_flags(parser: argparse.ArgumentParser) -> None:
         choices=OPENAI_METADATA_MODES,
         help="batch metadata: kept (OpenAI), or dropped / refused (an OpenAI-compatible host without it)",
     )
+    parser.add_argument("--bedrock-min-records", type=int, help="fewest records a Bedrock batch job runs with (100)")
     parser.add_argument(
         "--openai-served-models", metavar="PATTERN,...", help="OpenAI models served (fnmatch patterns, comma-separated)"
     )
@@ -100,6 +101,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         "finalizing_seconds": args.finalizing_seconds,
         "strict": args.strict,
         "openai_metadata": args.openai_metadata,
+        "bedrock_min_records": args.bedrock_min_records,
     }
     fields.update({name: value for name, value in flags.items() if value is not None})
     if args.item_error:

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Mount
 
 from airflow_llm_batch.emulator.anthropic.urls import PROVIDER as ANTHROPIC
 from airflow_llm_batch.emulator.azure.urls import PROVIDER as AZURE_OPENAI
+from airflow_llm_batch.emulator.bedrock.urls import PROVIDER as BEDROCK
 from airflow_llm_batch.emulator.bigquery.urls import PROVIDER as BIGQUERY
 from airflow_llm_batch.emulator.control import control_routes
 from airflow_llm_batch.emulator.gemini.urls import PROVIDER as GEMINI
@@ -33,6 +34,7 @@ PROVIDERS: list[ProviderSpec] = [
     BIGQUERY,  # /bigquery   -> bigquery.Client(client_options={"api_endpoint": f"{url}/bigquery"})
     VERTEX,  # /vertex     -> genai.Client(vertexai=True, http_options=HttpOptions(base_url=f"{url}/vertex"))
     AZURE_OPENAI,  # /azure  -> AzureOpenAI(azure_endpoint=f"{url}/azure", api_version=...)
+    BEDROCK,  # /aws   -> boto3 clients "bedrock" and "s3" with endpoint_url=f"{url}/aws"
 ]
 
 

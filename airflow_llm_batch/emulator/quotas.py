@@ -13,6 +13,9 @@ the real services answer (sources in ``docs/emulator.md``, "Queue quotas"):
 - Gemini Developer API: "enqueued tokens per model" and "concurrent batch requests" per tier; create
   answers 429 ``RESOURCE_EXHAUSTED`` (ai.google.dev/gemini-api/docs/rate-limits, Batch API;
   googleapis/python-genai#1901).
+- Amazon Bedrock: submitted and in-progress batch inference jobs per model (10 by default, the quotas
+  page docs.aws.amazon.com/general/latest/gr/bedrock.html); create answers
+  ``ServiceQuotaExceededException``.
 - Vertex AI: concurrent batch jobs per project; 4 for Claude models (cloud.google.com, Claude batch
   predictions on Vertex AI); answered as Google's 429 ``RESOURCE_EXHAUSTED``.
 
@@ -29,7 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-QUOTA_PROVIDERS = ("openai", "anthropic", "gemini", "vertex")
+QUOTA_PROVIDERS = ("openai", "anthropic", "gemini", "vertex", "bedrock")
 MEASURES = ("enqueued_tokens", "enqueued_requests", "concurrent_batches")
 # Vertex AI's documented default for Claude batch jobs per project (cloud.google.com, "Batch
 # predictions" for Anthropic's Claude models on Vertex AI: "4 concurrent batch jobs").

@@ -121,6 +121,9 @@ class Scenario:
         itself), or as an OpenAI-compatible host without it (issue 15; kluster.ai's docs list the
         OpenAI properties it does not use): ``dropped`` (accepted, never shown again: batches list
         with ``metadata: null``) or ``refused`` (400 "Unrecognized request argument supplied: metadata").
+    :param bedrock_min_records: the fewest records a Bedrock batch job runs with (AWS's quota
+        "Minimum number of records per batch inference job", 100 by default); below it the job fails
+        validation. Tests with fewer items lower it.
     :param gemini_camel_case_file_lines: strict mode also refuses snake_case field names in Gemini
         input-file lines (off by default: proto JSON accepts both spellings; see docs/emulator.md).
     """
@@ -149,6 +152,7 @@ class Scenario:
     openai_served_models: list[str] | None = None
     gemini_camel_case_file_lines: bool = False
     openai_metadata: str = "kept"
+    bedrock_min_records: int = 100
 
     def __post_init__(self) -> None:
         self.http_faults = [f if isinstance(f, HttpFault) else _fault_from_dict(f) for f in self.http_faults]
@@ -185,6 +189,8 @@ class Scenario:
         for name in ("gemini_late_output_seconds", "finalizing_seconds"):
             if getattr(self, name) < 0:
                 raise ScenarioError(f"{name} must be >= 0")
+        if not isinstance(self.bedrock_min_records, int) or self.bedrock_min_records < 1:
+            raise ScenarioError("bedrock_min_records must be an integer >= 1")
         limit = self.vertex_claude_concurrent_jobs
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ScenarioError("vertex_claude_concurrent_jobs must be an integer >= 0 or null")

@@ -125,6 +125,11 @@ class Emulator:
         return f"{self.url}/vertex"
 
     @property
+    def aws_endpoint_url(self) -> str:
+        """``endpoint_url`` for boto3's ``bedrock`` and ``s3`` clients (one endpoint for both)."""
+        return f"{self.url}/aws"
+
+    @property
     def scenario(self) -> Scenario:
         return self.state.scenario
 

@@ -18,6 +18,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from airflow_llm_batch.batch.backends import BatchBackend, ClientConfig, create_backend
+from airflow_llm_batch.batch.backends.aws_calls import aws_http_status
 from airflow_llm_batch.exceptions import ConfigurationError
 from airflow_llm_batch.http_logs import has_userinfo, quiet_http_client_logs, redact_url
 
@@ -31,6 +32,9 @@ PROVIDER_BY_CONN_TYPE = {
     "llm_batch_gemini": "gemini",
     "gemini": "gemini",
     "llm_batch_vertex": "vertex",
+    "llm_batch_bedrock": "bedrock",
+    # The Amazon provider's AWS connection (``aws_default``): read here without that provider.
+    "aws": "bedrock",
 }
 
 
@@ -61,7 +65,9 @@ def backend_from_connection(
             f"connection {getattr(conn, 'conn_id', '?')!r}: its host {redact_url(str(base_url))} carries credentials "
             "before '@'. Put the API key in the connection's password field and the plain URL in its host."
         )
-    config = ClientConfig(api_key=conn.password or None, base_url=base_url, extra=extra)
+    config = ClientConfig(
+        api_key=conn.password or None, base_url=base_url, extra=extra, login=getattr(conn, "login", None) or None
+    )
     # Limits: the connection's ``limits`` extra (e.g. a smaller enqueued-token quota of one
     # organization), then the operator's ``provider_limits`` on top.
     limits = {**(extra.get("limits") or {}), **(limit_overrides or {})}
@@ -183,12 +189,20 @@ def _ui_field_behaviour(cls: type[LLMBatchHook]) -> dict[str, Any]:
 
 def _test_failure(err: Exception, hook: LLMBatchHook) -> str:
     """What the Test button shows for a failed call: the cause in words, never the key."""
-    status = getattr(err, "status_code", None) or getattr(err, "code", None)
+    # botocore's ClientError carries its HTTP status in its response (aws_http_status).
+    status = getattr(err, "status_code", None) or getattr(err, "code", None) or aws_http_status(err)
     detail = f"{type(err).__name__}: {_redact(str(err), hook)}"
-    # OpenAI and Anthropic answer a bad key with 401; Gemini with 400 and reason API_KEY_INVALID.
+    # OpenAI and Anthropic answer a bad key with 401; Gemini with 400 and reason API_KEY_INVALID;
+    # AWS with 403 (UnrecognizedClientException, InvalidSignatureException).
     if status in (401, 403) or "API_KEY_INVALID" in detail:
         return f"The provider rejected the API key (HTTP {status}): check the connection's password. {detail}"
-    if type(err).__name__ in ("APIConnectionError", "ConnectError", "ConnectTimeout", "APITimeoutError"):
+    if type(err).__name__ in (
+        "APIConnectionError",
+        "ConnectError",
+        "ConnectTimeout",
+        "APITimeoutError",
+        "EndpointConnectionError",
+    ):
         return f"Could not reach the provider: check the Base URL (host) and the network. {detail}"
     return detail
 
@@ -253,3 +267,14 @@ class LLMBatchAzureOpenAIHook(LLMBatchHook):
     conn_type = "llm_batch_azure_openai"
     hook_name = "LLM Batch: Azure OpenAI"
     default_conn_name = "llm_batch_azure_openai_default"
+
+
+class LLMBatchBedrockHook(LLMBatchHook):
+    """Amazon Bedrock batch inference: login = AWS access key id, password = secret access key (both
+    empty: boto3's default credentials), extras ``region_name``, ``endpoint_url``, ``bedrock_role_arn``,
+    ``bedrock_s3_uri`` (``docs/platforms.md``). Connections of the Amazon provider's type ``aws``
+    (``aws_default``) work too, without that provider installed."""
+
+    conn_type = "llm_batch_bedrock"
+    hook_name = "LLM Batch: Amazon Bedrock"
+    default_conn_name = "llm_batch_bedrock_default"

@@ -20,6 +20,24 @@ TEST_DAGS = Path(__file__).parent / "dags"
 API_KEY = "e2e-test-key"
 SMALL_BATCH = 80
 GCP_PROJECT = "test-project"
+# Amazon Bedrock on the emulated AWS endpoint: dummy keys, the bucket the records go to.
+AWS_KEY_ID = "AKIAE2ETEST00000"
+BEDROCK_BUCKET = "llm-batch-e2e"
+
+
+def bedrock_bucket(emulator: Any) -> Any:
+    """Create the records bucket in the emulated S3 (each test's emulator starts empty); the S3 client."""
+    import boto3
+
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=emulator.aws_endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id=AWS_KEY_ID,
+        aws_secret_access_key=API_KEY,
+    )
+    s3.create_bucket(Bucket=BEDROCK_BUCKET)
+    return s3
 
 
 def bigquery_client(emulator: Any) -> Any:
@@ -132,6 +150,23 @@ def make_sandbox(home: Path, emulator: Any, env: dict[str, str] | None = None) -
     box.set_connection(
         "llm_batch_vertex", "llm_batch_vertex", host=emulator.vertex_base_url, password=API_KEY, extra=vertex
     )
+    # Amazon Bedrock through an AWS connection of the Amazon provider's type (read without that
+    # provider): keys in login and password, the emulator as the one endpoint of Bedrock and S3. No
+    # IMDS: botocore must never look for credentials on the machine.
+    box.env["AWS_EC2_METADATA_DISABLED"] = "true"
+    bedrock = {
+        "region_name": "us-east-1",
+        "endpoint_url": emulator.aws_endpoint_url,
+        "bedrock_role_arn": "arn:aws:iam::123456789012:role/bedrock-batch",
+        "bedrock_s3_uri": f"s3://{BEDROCK_BUCKET}/llm-batch",
+        # The fault matrix's retry rounds resend a few items; the emulator keeps its own minimum
+        # (100, AWS's default) unless a test lowers it.
+        "min_records": 1,
+    }
+    box.set_connection("llm_batch_bedrock", "aws", login=AWS_KEY_ID, password=API_KEY, extra=bedrock)
+    # Five records a job and no SDK retries, for the waves under the jobs quota (tests/e2e/test_waves.py).
+    waves = {**bedrock, "limits": {"max_requests": 5}, "max_retries": 0}
+    box.set_connection("waves_bedrock", "aws", login=AWS_KEY_ID, password=API_KEY, extra=waves)
     box.migrate()
     return box
 

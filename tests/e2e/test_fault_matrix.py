@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import bedrock_bucket
+
 pytestmark = pytest.mark.e2e
 
 PROVIDERS = ("openai", "anthropic", "gemini")
@@ -21,6 +23,9 @@ PROVIDERS = ("openai", "anthropic", "gemini")
 # host here refuses batch metadata, so a lost create response cannot be found there.
 # OpenAI's Responses API is the same batch API with other lines: its rows are the ones that read them.
 AZURE, COMPATIBLE, RESPONSES = "azure_openai", "openai_compatible", "openai_responses"
+# Amazon Bedrock: its job is named and tagged with the key, and expires (docs/platforms.md). Its
+# 100-record minimum is lowered here on both sides: the retry rounds resend a handful of items.
+BEDROCK = "bedrock"
 # Whose bill the emulator's ledger keeps each platform's batches on (both are the emulated OpenAI).
 LEDGER_PROVIDER = {COMPATIBLE: "openai", RESPONSES: "openai"}
 IDS = sorted(f"F-{n:03d}" for n in range(50))
@@ -39,9 +44,9 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
             "invalid_output_rate": 0.05,
         },
         "",
-        (*PROVIDERS, AZURE, COMPATIBLE, RESPONSES),
+        (*PROVIDERS, AZURE, COMPATIBLE, RESPONSES, BEDROCK),
     ),
-    "batch expires half done": ({"batch_outcome": "expired"}, "", (*PROVIDERS, COMPATIBLE, RESPONSES)),
+    "batch expires half done": ({"batch_outcome": "expired"}, "", (*PROVIDERS, COMPATIBLE, RESPONSES, BEDROCK)),
     "batch cancelled": ({"batch_outcome": "cancelled"}, "", PROVIDERS),
     "429 and 5xx bursts on create, poll and download": (
         {
@@ -65,7 +70,7 @@ SCENARIOS: dict[str, tuple[dict[str, Any], str, tuple[str, ...]]] = {
     "submit crashes between the create call and the state record": (
         {},
         "before_record",
-        ("openai", "gemini", AZURE, RESPONSES),
+        ("openai", "gemini", AZURE, RESPONSES, BEDROCK),
     ),
     "task retry after create failed for good on its first try": (
         {"http_faults": [{"route": "batches$|Content$", "method": "POST", "status": 503, "count": 3}]},
@@ -90,7 +95,9 @@ def test_fault_matrix(dag_runner, scenario, provider):
     fields, crash, _ = SCENARIOS[scenario]
     emulator = dag_runner.emulator
     metadata = "refused" if provider == COMPATIBLE else "kept"
-    emulator.update_scenario(completion_seconds=1.0, openai_metadata=metadata, **fields)
+    emulator.update_scenario(completion_seconds=1.0, openai_metadata=metadata, bedrock_min_records=1, **fields)
+    if provider == BEDROCK:
+        bedrock_bucket(emulator)
     logical_date, run = dag_runner.run("e2e_faults", env={"E2E_PROVIDER": provider, "E2E_CRASH": crash})
 
     job_root = dag_runner.job_dir("e2e_faults", logical_date, task_id="step.submit").parent

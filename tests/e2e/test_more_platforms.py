@@ -11,9 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+import pyarrow.parquet as pq
 import pytest
 
 from airflow_llm_batch.batch.records import ITEM_RESULT_COLUMNS
+from tests.e2e.conftest import API_KEY, BEDROCK_BUCKET, bedrock_bucket
+from tests.e2e.test_readable_logs import _assert_nowhere, _everything_logged
 from tests.e2e.test_triage_dag import _example_module
 
 pytestmark = pytest.mark.e2e
@@ -31,6 +34,8 @@ PLATFORMS: dict[str, tuple[str, str, dict[str, Any], str]] = {
     ),
     # The model names a deployment (here named after its model, as most are).
     "azure_openai": ("llm_batch_azure_openai", "gpt-4.1-mini", {}, "azure_openai"),
+    # An AWS connection (type ``aws``), a Claude model on Bedrock; the records go through S3.
+    "bedrock": ("llm_batch_bedrock", "anthropic.claude-3-5-haiku-20241022-v1:0", {}, "bedrock"),
 }
 
 
@@ -39,7 +44,8 @@ def test_the_triage_dag_runs_on_more_platforms(dag_runner, provider):
     conn_id, model, scenario, row_provider = PLATFORMS[provider]
     emulator = dag_runner.emulator
     emulator.update_scenario(**scenario)
-    logical_date, _ = dag_runner.run(
+    s3 = bedrock_bucket(emulator) if provider == "bedrock" else None
+    logical_date, run = dag_runner.run(
         "nightly_ticket_triage", env={"LLM_BATCH_TRIAGE_CONN_ID": conn_id, "LLM_BATCH_TRIAGE_MODEL": model}
     )
 
@@ -48,14 +54,20 @@ def test_the_triage_dag_runs_on_more_platforms(dag_runner, provider):
     assert sorted(r["id"] for r in rows) == sorted(t["ticket_id"] for t in example.synthetic_tickets(logical_date))
     assert all(tuple(row) == ITEM_RESULT_COLUMNS for row in rows)
     assert {r["provider"] for r in rows} == {row_provider} and {r["model"] for r in rows} == {model}
-    assert all(r["status"] == "succeeded" and r["finish_reason"] == "stop" and r["output_tokens"] for r in rows)
+    # Claude on Bedrock answers structured output through a forced tool (docs/platforms.md).
+    finish = "tool_use" if provider == "bedrock" else "stop"
+    assert all(r["status"] == "succeeded" and r["finish_reason"] == finish and r["output_tokens"] for r in rows)
     for row in rows:
         jsonschema.validate(row["json"], example.TRIAGE_SCHEMA)
 
     first = (dag_runner.job_dir("nightly_ticket_triage", logical_date) / "requests" / "chunk-00000.jsonl").open()
     line = first.readline()
     first.close()
-    creates = [r for r in emulator.requests() if r["method"] == "POST" and r["path"].endswith("/batches")]
+    creates = [
+        r
+        for r in emulator.requests()
+        if r["method"] == "POST" and r["path"].endswith(("/batches", "/model-invocation-job"))
+    ]
     assert len(creates) == 1  # one batch, created once (on the compatible host: untagged, kept by the record)
     if provider.startswith("openai_responses"):
         # (a batch accepts only lines of its own endpoint: ``url_mismatch`` otherwise)
@@ -66,3 +78,26 @@ def test_the_triage_dag_runs_on_more_platforms(dag_runner, provider):
         azure = emulator.requests("azure_openai")
         assert azure and all("api-version=2025-04-01-preview" in r["query"] for r in azure)
         assert emulator.requests("openai") == []
+    if provider == "bedrock":
+        assert '"recordId":' in line and '"anthropic_version":"bedrock-2023-05-31"' in line
+        assert {r["provider"] for r in emulator.requests()} == {"bedrock"}
+        # The Results task deleted the S3 copies of the job (records in and out, manifest).
+        assert s3 is not None and s3.list_objects_v2(Bucket=BEDROCK_BUCKET)["KeyCount"] == 0
+        # The secret access key (the connection's password) is nowhere: logs, XCom, DB, work dir.
+        _assert_nowhere(
+            API_KEY, dag_runner, dag_runner.sandbox, _everything_logged(dag_runner.sandbox, run), logical_date
+        )
+
+
+def test_embeddings_on_bedrock(dag_runner):
+    """Titan Text Embeddings V2 through the embeddings example, switching connection and model only."""
+    bedrock_bucket(dag_runner.emulator)
+    env = {
+        "LLM_BATCH_EMBEDDINGS_CONN_ID": "llm_batch_bedrock",
+        "LLM_BATCH_EMBEDDINGS_MODEL": "amazon.titan-embed-text-v2:0",
+    }
+    logical_date, _ = dag_runner.run("nightly_embeddings", env=env)
+    table = pq.read_table(dag_runner.job_dir("nightly_embeddings", logical_date) / "results" / "results.parquet")
+    rows = table.to_pylist()
+    assert len({r["id"] for r in rows}) == len(rows) == 120
+    assert all(r["status"] == "succeeded" and r["provider"] == "bedrock" and len(r["embedding"]) == 256 for r in rows)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.conftest import bedrock_bucket
 from tests.e2e.test_metrics import _received
 
 pytestmark = pytest.mark.e2e
@@ -83,6 +84,19 @@ def _statsd_env(sock: socket.socket) -> dict[str, str]:
         "AIRFLOW__METRICS__STATSD_PORT": str(sock.getsockname()[1]),
         "AIRFLOW__METRICS__STATSD_PREFIX": "nightly",
     }
+
+
+def test_twenty_jobs_through_bedrocks_jobs_quota(dag_runner):
+    """Amazon Bedrock refuses a job over its quota with ServiceQuotaExceededException: the sensor's
+    later waves (sync boto3 clients, the look-up by job name first) send the 15 chunks left."""
+    emulator = dag_runner.emulator
+    emulator.update_scenario(completion_seconds=1.0, bedrock_min_records=1, queue_quotas=_quota("bedrock", 5))
+    bedrock_bucket(emulator)
+    logical_date, run = dag_runner.run("e2e_waves", env={"E2E_PROVIDER": "bedrock"})
+    final = _check_the_promise(dag_runner, logical_date, "bedrock")
+    assert all(r["status"] == "succeeded" and r["attempt"] == 1 for r in final)
+    assert _refusals(emulator.ledger(), "bedrock") > 0, "the quota was never hit: waves were not tested"
+    assert "wave 2:" in run.stdout + run.stderr
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

@@ -318,7 +318,7 @@ def test_without_a_marker_the_scenario_is_the_default(emu: Emulator) -> None:
         ({"queue_quotas": [{"provider": "openai"}]}, "at least one of"),
         ({"queue_quotas": [{"provider": "openai", "enqueued_tokens": -1}]}, "enqueued_tokens"),
         ({"queue_quotas": [{"provider": "openai", "tokens": 1}]}, "unexpected keyword"),
-        ({"create_429": {"bedrock": 1}}, "create_429"),
+        ({"create_429": {"mistral": 1}}, "create_429"),
         ({"gemini_late_output_polls": -1}, "gemini_late_output_polls"),
     ],
 )

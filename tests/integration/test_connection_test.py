@@ -53,3 +53,22 @@ def test_an_unreachable_base_url_says_so(monkeypatch):
     ok, message = LLMBatchHook("test_down").test_connection()
     assert not ok
     assert message.startswith("Could not reach the provider")
+
+
+def _bedrock_hook(monkeypatch, emulator, key_id, endpoint=None):
+    """An AWS connection (the Amazon provider's type) to the emulated Bedrock; the emulator checks the key id."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    extra = {"endpoint_url": endpoint or emulator.aws_endpoint_url, "region_name": "us-east-1", "max_retries": 0}
+    conn = {"conn_type": "aws", "login": key_id, "password": "aws-secret-42", "extra": extra}
+    monkeypatch.setenv("AIRFLOW_CONN_TEST_BEDROCK", json.dumps(conn))
+    return LLMBatchHook("test_bedrock")
+
+
+def test_bedrock_connects_and_a_wrong_key_says_so_without_the_secret(monkeypatch, emulator):
+    ok, message = _bedrock_hook(monkeypatch, emulator, KEY).test_connection()
+    assert ok and message == "Connected to Amazon Bedrock batch inference in us-east-1"
+    ok, message = _bedrock_hook(monkeypatch, emulator, "AKIANOTTHEKEY").test_connection()
+    assert not ok and message.startswith("The provider rejected the API key (HTTP 403)")
+    assert "aws-secret-42" not in message
+    ok, message = _bedrock_hook(monkeypatch, emulator, KEY, endpoint="http://127.0.0.1:9").test_connection()
+    assert not ok and message.startswith("Could not reach the provider")

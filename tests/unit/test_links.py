@@ -40,6 +40,12 @@ def test_a_vertex_job_links_to_its_page_in_its_project_and_location():
     )
 
 
+def test_a_bedrock_job_links_to_the_batch_inference_page_of_its_region():
+    job = "arn:aws:bedrock:eu-west-1:123456789012:model-invocation-job/abcdef123456"
+    page = "https://eu-west-1.console.aws.amazon.com/bedrock/home?region=eu-west-1#/batch-inference"
+    assert console_url("bedrock", job) == page and batch_list_url("bedrock", [job]) == page
+
+
 def test_gemini_has_no_page_per_batch_so_its_link_opens_ai_studio_batches():
     assert console_url("gemini", "batches/abc") is None
     ti = FakeTaskInstance()

@@ -14,6 +14,12 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 # An operator on the Responses API checks its endpoint when built (without the SDK).
 LLMBatchSubmitOperator(task_id="on_responses", items=[], model="gpt-5-pro", prompt_template="x", endpoint="responses")
+# An embedding step on Bedrock (an AWS connection): the parse-time embeddings check reads every
+# backend's class facts, the Bedrock backend's too, without boto3 or botocore.
+LLMBatchSubmitOperator(
+    task_id="on_bedrock", items=[], model="amazon.titan-embed-text-v2:0", prompt_template="x", kind="embedding",
+    conn_id="aws_default",
+)
 vendors = ("openai", "anthropic", "google.genai", "google.cloud.bigquery", "boto3", "botocore", "azure.identity")
 loaded = sorted(m for m in sys.modules if any(m == v or m.startswith(v + ".") for v in vendors))
 print(",".join(loaded))

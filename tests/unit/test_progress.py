@@ -71,6 +71,12 @@ def test_every_provider_says_its_phase_in_the_same_words():
         ("JOB_STATE_SUCCEEDED", BatchOutcome.COMPLETED): "completed [JOB_STATE_SUCCEEDED]",
         ("ended", BatchOutcome.CANCELLED): "cancelled [ended]",
         ("JOB_STATE_EXPIRED", BatchOutcome.EXPIRED): "expired [JOB_STATE_EXPIRED]",
+        # Amazon Bedrock model invocation jobs
+        ("Submitted", None): "waiting [Submitted]",
+        ("Scheduled", None): "waiting [Scheduled]",
+        ("InProgress", None): "running [InProgress]",
+        ("Stopping", None): "cancelling [Stopping]",
+        ("PartiallyCompleted", BatchOutcome.COMPLETED): "completed [PartiallyCompleted]",
     }
     for (state, outcome), words in said.items():
         assert describe_state(status("b1", 0, state=state, outcome=outcome)) == words

@@ -16,6 +16,7 @@ BACKENDS: dict[str, str] = {
     "anthropic": "airflow_llm_batch.batch.backends.anthropic:AnthropicBackend",
     "gemini": "airflow_llm_batch.batch.backends.gemini:GeminiBackend",
     "vertex": "airflow_llm_batch.batch.backends.vertex:VertexBackend",
+    "bedrock": "airflow_llm_batch.batch.backends.bedrock:BedrockBackend",
 }
 
 

@@ -56,11 +56,14 @@ class ClientConfig:
     :param api_key: the secret. Kept out of ``repr`` so it cannot reach a log by accident.
     :param base_url: the provider endpoint; the emulator's URL in tests and the demo.
     :param extra: provider-specific settings (organization, project, location, ...).
+    :param login: the connection's login, where the provider's credential has two parts (the AWS
+        access key id of Bedrock; the secret is ``api_key``). Kept out of ``repr`` too.
     """
 
     api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    login: str | None = field(default=None, repr=False)
 
     @property
     def max_retries(self) -> int:

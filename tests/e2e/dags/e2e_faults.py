@@ -26,6 +26,7 @@ MODELS = {
     "azure_openai": "gpt-4.1-mini",  # a deployment name
     "openai_compatible": "gpt-4.1-mini",
     "openai_responses": "gpt-4.1-mini",  # OpenAI, every chat job on /v1/responses (the connection's extra)
+    "bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0",
 }
 SCHEMA = {
     "type": "object",

@@ -22,7 +22,12 @@ from airflow_llm_batch import LLMBatchSubmitOperator, llm_batch_step
 
 PROVIDER = os.environ.get("E2E_PROVIDER", "openai")
 QUOTA = os.environ.get("E2E_QUOTA", "")
-MODELS = {"openai": "gpt-4.1-mini", "anthropic": "claude-haiku-4-5", "gemini": "gemini-2.5-flash"}
+MODELS = {
+    "openai": "gpt-4.1-mini",
+    "anthropic": "claude-haiku-4-5",
+    "gemini": "gemini-2.5-flash",
+    "bedrock": "anthropic.claude-3-5-haiku-20241022-v1:0",
+}
 INVALID_CHUNK = int(os.environ.get("E2E_INVALID_CHUNK", "-1"))
 ITEMS = [{"ticket_id": f"W-{n:03d}", "text": f"ticket {n:03d} about an invoice"} for n in range(100)]
 
