@@ -1,0 +1,246 @@
+"""Reuse of earlier answers across runs, opt in with ``reuse=`` (issue #16, ``docs/reuse.md``).
+
+Every request line the Submit task would send is fingerprinted: blake2b (16 bytes) of the line's
+bytes, keyed by the provider, the kind of request and the response schema. The line holds the
+item's ``custom_id``, the model and the whole body (prompt, system prompt, parameters, and the
+schema where the provider takes it in the body), so an answer is reused only for the same item
+asking exactly the same thing of the same provider. A hit is not written to any chunk: the item
+is answered from the store; a miss goes out as always.
+
+The lookup holds 12 bytes per stored answer (a 64-bit key and a row number, placed by a counting
+sort under a directory of the keys' top 16 bits) and a bitmap of the rows found; the rows
+themselves are read afterwards a row group at a time. Memory stays small and does not hold any
+item or answer (``docs/performance.md``). Two requests share a 64-bit key with a chance of about
+n*m / 2**64 per run of n items against m stored answers (1e6 by 1e6: 5e-8).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from array import array
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from airflow_llm_batch.batch import jsonl
+from airflow_llm_batch.batch.reuse_store import Segment, iter_column, list_segments, warn_unreadable
+from airflow_llm_batch.batch.storage import StoragePath, uri_of
+from airflow_llm_batch.exceptions import ConfigurationError
+
+log = logging.getLogger(__name__)
+
+_DIRECTORY_SHIFT = 48  # the top 16 bits of a key pick its bucket
+_NULL_REUSED_FROM = b'"reused_from":null}'
+
+
+@dataclass(frozen=True)
+class ReuseSettings:
+    """What ``reuse=`` asked for.
+
+    :param max_age_seconds: answers older than this are asked again; ``None``: any age.
+    """
+
+    max_age_seconds: float | None = None
+
+    @classmethod
+    def coerce(cls, value: Any, task: str = "") -> ReuseSettings | None:
+        """``None``/``False``: off; ``True``: any age; a ``timedelta`` or ``{"max_age": timedelta}``."""
+        where = f"{task}: " if task else ""
+        if value is None or value is False:
+            return None
+        if value is True:
+            return cls()
+        if isinstance(value, timedelta):
+            return cls(_seconds(value, where))
+        if isinstance(value, Mapping):
+            unknown = sorted(set(value) - {"max_age"})
+            if unknown:
+                raise ConfigurationError(f"{where}reuse= takes only 'max_age', not {', '.join(map(repr, unknown))}")
+            age = value.get("max_age")
+            return cls(None if age is None else _seconds(age, where))
+        raise ConfigurationError(
+            f"{where}reuse= must be True, a timedelta (the oldest answer to reuse) or {{'max_age': timedelta}}, "
+            f"not {value!r}"
+        )
+
+
+def _seconds(age: Any, where: str) -> float:
+    seconds = age.total_seconds() if isinstance(age, timedelta) else age
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+        raise ConfigurationError(f"{where}reuse max_age must be a positive timedelta (or seconds), not {age!r}")
+    return float(seconds)
+
+
+def request_key(provider: str, kind: str, schema: Mapping[str, Any] | None) -> bytes:
+    """The blake2b key every fingerprint of a job is made with: what the line alone may not show."""
+    identity = {"provider": provider, "kind": kind, "schema": schema}
+    return hashlib.blake2b(jsonl.dumps(identity, option=jsonl.orjson.OPT_SORT_KEYS), digest_size=32).digest()
+
+
+class Fingerprints:
+    """The fingerprint of one request line: ``blake2b(line, digest_size=16, key=request_key)``."""
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __call__(self, line: bytes) -> bytes:
+        return hashlib.blake2b(line, digest_size=16, key=self._key).digest()
+
+
+class ReuseIndex:
+    """The keys of the stored answers, in memory as two arrays, and the rows a run took from them."""
+
+    def __init__(self, segments: list[Segment]) -> None:
+        self.segments = segments
+        self.directory = array("I", bytes(4 * ((1 << 16) + 1)))
+        self.keys = array("Q")
+        self.rows = array("I")
+        self.total_rows = 0
+        self._build()
+        self.taken = bytearray((self.total_rows + 7) // 8)
+        self.hits = 0
+
+    def _key_arrays(self) -> Iterator[tuple[int, Any]]:
+        """``(first global row, uint64 keys)`` per row group of every readable segment."""
+        offset = 0
+        for segment in self.segments:
+            for keys in iter_column(segment, "key"):
+                yield offset, keys
+                offset += len(keys)
+
+    def _build(self) -> None:
+        """A counting sort of every key into its bucket, newest segment first within each bucket."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        shift = pa.scalar(_DIRECTORY_SHIFT, pa.uint64())
+        self.segments = [s for s in self.segments if self._readable(s)]
+        counts = array("I", bytes(4 * (1 << 16)))
+        for _, keys in self._key_arrays():
+            tally = pc.value_counts(pc.shift_right(keys, shift))
+            for bucket, count in zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True):
+                counts[bucket] += count
+        directory, total = self.directory, 0
+        for bucket in range(1 << 16):
+            directory[bucket] = total
+            total += counts[bucket]
+        directory[1 << 16] = total
+        self.total_rows = total
+        self.keys = array("Q", bytes(8 * total))
+        self.rows = array("I", bytes(4 * total))
+        cursor, all_keys, all_rows = array("I", directory), self.keys, self.rows
+        for offset, keys in self._key_arrays():
+            row = offset
+            for key in memoryview(keys.buffers()[1]).cast("B")[keys.offset * 8 :].cast("Q")[: len(keys)]:
+                slot = cursor[key >> 48]
+                all_keys[slot] = key
+                all_rows[slot] = row
+                cursor[key >> 48] = slot + 1
+                row += 1
+
+    @staticmethod
+    def _readable(segment: Segment) -> bool:
+        """Whether every row group's keys can be read (a damaged segment is left out whole)."""
+        try:
+            rows = sum(len(keys) for keys in iter_column(segment, "key"))
+            if rows != segment.rows:
+                raise ValueError(f"{rows} keys for {segment.rows} rows")
+            return True
+        except Exception as err:
+            warn_unreadable(segment.path, err)
+            return False
+
+    def take(self, fingerprint: bytes) -> bool:
+        """Whether an answer to this fingerprint is stored (and not taken yet); marks it taken."""
+        key = int.from_bytes(fingerprint[:8], "little")
+        bucket = key >> _DIRECTORY_SHIFT
+        low, high = self.directory[bucket], self.directory[bucket + 1]
+        if low == high:
+            return False
+        try:
+            slot = self.keys.index(key, low, high)
+        except ValueError:
+            return False
+        row = self.rows[slot]
+        bit = 1 << (row & 7)
+        if self.taken[row >> 3] & bit:
+            return False  # one answer for one item, however unlikely a second key like it
+        self.taken[row >> 3] |= bit
+        self.hits += 1
+        return True
+
+
+class ReuseLookup:
+    """A run's lookup: fingerprints each request line, and takes the stored answer when there is one.
+
+    :param store: the store's folder; its segments younger than ``settings.max_age_seconds`` count.
+    :param key: :func:`request_key` of the job.
+    :param pinned: only the segments of these names (those an earlier try of the task saw).
+    """
+
+    def __init__(self, store: StoragePath, settings: ReuseSettings, key: bytes, pinned: set[str] | None = None) -> None:
+        self.store = store
+        self.settings = settings
+        self.key = key
+        self.fingerprint = Fingerprints(key)
+        segments = list_segments(store, settings.max_age_seconds)
+        if pinned is not None:
+            segments = [segment for segment in segments if segment.path.name in pinned]
+        self.index = ReuseIndex(segments)
+        log.info(
+            "Reuse store %s: %d answer(s) in %d segment(s) to look requests up in",
+            uri_of(store),
+            self.index.total_rows,
+            len(self.index.segments),
+        )
+
+    def reused(self, line: bytes) -> bool:
+        """Whether this request line is answered from the store (then it is not to be sent)."""
+        return self.index.take(self.fingerprint(line))
+
+    def reused_all(self, lines: list[bytes]) -> list[bool]:
+        """:meth:`reused` of each of a block of lines, in order."""
+        take, fingerprint = self.index.take, self.fingerprint
+        return [take(fingerprint(line)) for line in lines]
+
+    @property
+    def hits(self) -> int:
+        return self.index.hits
+
+    def write_reused(self, path: StoragePath) -> int:
+        """The rows taken, each marked ``reused_from``, as JSONL at ``path``; return how many.
+
+        Reads the ``row`` column of each segment a row group at a time, keeping the rows the bitmap
+        marks taken (Arrow filters by the bitmap itself: a boolean array's buffer is one).
+        """
+        import pyarrow as pa
+
+        index, written, offset = self.index, 0, 0
+        with jsonl.JsonlWriter(path) as out:
+            for segment in index.segments:
+                label = jsonl.dumps(segment.reused_from)
+                for rows in iter_column(segment, "row"):
+                    mask = pa.Array.from_buffers(
+                        pa.bool_(), len(rows), [None, pa.py_buffer(index.taken)], null_count=0, offset=offset
+                    )
+                    offset += len(rows)
+                    for row in rows.filter(mask).to_pylist():
+                        out.write_bytes(_marked(row, label))
+                        written += 1
+        if written != index.hits:
+            raise RuntimeError(
+                f"the reuse store {uri_of(self.store)} changed while it was read ({written} answers for "
+                f"{index.hits} hits); run the task again"
+            )
+        return written
+
+
+def _marked(row: bytes, label: bytes) -> bytes:
+    """A stored row line with ``reused_from`` set (the last field of ``ItemResult``: a byte splice)."""
+    if row.endswith(_NULL_REUSED_FROM):
+        return row[: -len(_NULL_REUSED_FROM)] + b'"reused_from":' + label + b"}"
+    data = jsonl.loads(row)
+    data["reused_from"] = jsonl.loads(label)
+    return jsonl.dumps(data)

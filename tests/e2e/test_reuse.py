@@ -1,0 +1,97 @@
+"""Issue #16, reuse under real Airflow: night after night, only the changed tickets are paid for."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from tests.e2e.conftest import TEST_DAGS
+
+pytestmark = pytest.mark.e2e
+
+DAG_ID = "e2e_reuse"
+
+
+def _tickets(night):
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(TEST_DAGS.parent.parent.parent / "dags_examples"))
+    try:
+        spec = importlib.util.spec_from_file_location("e2e_reuse_dag", TEST_DAGS / "e2e_reuse.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.pop(0)
+    return module.tickets(night)
+
+
+def _night(dag_runner, night):
+    billed_before = len(dag_runner.emulator.ledger()["billed"])
+    logical_date, _ = dag_runner.run(DAG_ID, env={"E2E_NIGHT": str(night)})
+    billed = [item["custom_id"] for item in dag_runner.emulator.ledger()["billed"][billed_before:]]
+    root = dag_runner.job_dir(DAG_ID, logical_date, task_id="triage.submit").parent
+    final = [json.loads(line) for line in (root / "final" / "final.jsonl").read_text().splitlines()]
+    xcoms = dag_runner.xcoms(DAG_ID, logical_date)
+    summary = json.loads(xcoms[("triage.final", "return_value")])
+    return logical_date, billed, final, summary
+
+
+def _batch_creates(emulator):
+    return len([r for r in emulator.requests("openai") if r["method"] == "POST" and r["path"].endswith("/batches")])
+
+
+def _changed_on(night):
+    return {t["ticket_id"] for n, t in enumerate(_tickets(night)) if n % 10 == night % 10}
+
+
+def test_each_night_pays_only_for_the_changed_tickets_even_through_a_retry_round(dag_runner):
+    emulator = dag_runner.emulator
+    emulator.update_scenario(completion_seconds=1.0)
+    all_ids = {t["ticket_id"] for t in _tickets(1)}
+
+    night_1, billed, final, _ = _night(dag_runner, 1)
+    assert sorted(billed) == sorted(all_ids)
+    assert not [r for r in final if r["reused_from"]]
+
+    # Night 2: a tenth of the tickets changed; the provider sees and bills those 20 only.
+    night_2, billed, final, summary = _night(dag_runner, 2)
+    assert sorted(billed) == sorted(_changed_on(2)) and len(billed) == 20
+    assert Counter(r["id"] for r in final) == Counter(all_ids)  # one row per ticket
+    reused = [r for r in final if r["reused_from"]]
+    assert {r["id"] for r in reused} == all_ids - _changed_on(2)
+    assert {r["reused_from"] for r in reused} == {f"{dag_runner.run_id(DAG_ID, night_1)}/attempt-1"}
+    assert all(r["status"] == "succeeded" and r["json"]["category"] for r in final)
+    assert summary["cost"]["reused_items"] == 180 and summary["cost"]["saved"] > 0
+    assert summary["cost"]["billed_items"] == 20
+
+    # Night 3: another tenth changed, and the provider fails some of them first: a retry round asks
+    # again for those only, and its answers are stored like the first round's.
+    emulator.update_scenario(completion_seconds=1.0, item_errors={"server_error": 0.3})
+    night_3, billed, final, summary = _night(dag_runner, 3)
+    assert Counter(r["id"] for r in final) == Counter(all_ids)
+    assert {r["id"] for r in final if not r["reused_from"]} == _changed_on(3)
+    retried = {r["id"] for r in final if not r["reused_from"] and r["attempt"] >= 2}
+    assert retried, "the scenario must fail some items in the first round"
+    answered_3 = {r["id"] for r in final if not r["reused_from"] and r["status"] == "succeeded"}
+    assert Counter(billed) == Counter(answered_3)  # each answer billed once; nothing unchanged asked
+    from_night_2 = {r["id"] for r in final if r["reused_from"] == f"{dag_runner.run_id(DAG_ID, night_2)}/attempt-1"}
+    assert from_night_2 == _changed_on(2)
+
+    # Night 3's input again: every answer is stored, the retry round's too, so nothing is asked
+    # (only an item that failed every round, if any) and without anything to ask no batch is made.
+    emulator.update_scenario(completion_seconds=1.0)
+    creates_before = _batch_creates(emulator)
+    _, billed, final, summary = _night(dag_runner, 3)
+    assert sorted(billed) == sorted(_changed_on(3) - answered_3)
+    assert Counter(r["id"] for r in final) == Counter(all_ids)
+    reused = {r["id"]: r["reused_from"] for r in final if r["reused_from"]}
+    assert set(reused) == all_ids - (_changed_on(3) - answered_3)
+    run_3 = dag_runner.run_id(DAG_ID, night_3)
+    assert retried & answered_3 and all(reused[i] != f"{run_3}/attempt-1" for i in retried & answered_3)
+    assert all(reused[i].startswith(f"{run_3}/attempt-") for i in retried & answered_3)
+    if not billed:  # every ticket answered from the store: not a single batch was created
+        assert _batch_creates(emulator) == creates_before
+    assert summary["cost"]["reused_items"] == len(reused) and summary["failed"] == 0
