@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import struct
 from array import array
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import count
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
@@ -33,6 +35,8 @@ log = logging.getLogger(__name__)
 
 _DIRECTORY_SHIFT = 48  # the top 16 bits of a key pick its bucket
 _NULL_REUSED_FROM = b'"reused_from":null}'
+_first_word = struct.Struct("<Q").unpack_from  # a fingerprint's first 8 bytes: its key
+_blake2b = hashlib.blake2b
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,7 @@ class Fingerprints:
         self._key = key
 
     def __call__(self, line: bytes) -> bytes:
-        return hashlib.blake2b(line, digest_size=16, key=self._key).digest()
+        return _blake2b(line, digest_size=16, key=self._key).digest()
 
 
 class ReuseIndex:
@@ -120,8 +124,8 @@ class ReuseIndex:
         counts = array("I", bytes(4 * (1 << 16)))
         for _, keys in self._key_arrays():
             tally = pc.value_counts(pc.shift_right(keys, shift))
-            for bucket, count in zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True):
-                counts[bucket] += count
+            for bucket, many in zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True):
+                counts[bucket] += many
         directory, total = self.directory, 0
         for bucket in range(1 << 16):
             directory[bucket] = total
@@ -132,13 +136,12 @@ class ReuseIndex:
         self.rows = array("I", bytes(4 * total))
         cursor, all_keys, all_rows = array("I", directory), self.keys, self.rows
         for offset, keys in self._key_arrays():
-            row = offset
-            for key in memoryview(keys.buffers()[1]).cast("B")[keys.offset * 8 :].cast("Q")[: len(keys)]:
-                slot = cursor[key >> 48]
+            buckets = pc.shift_right(keys, shift).cast(pa.uint16())
+            for row, key, bucket in zip(count(offset), _words(keys, "Q", 8), _words(buckets, "H", 2), strict=False):
+                slot = cursor[bucket]
+                cursor[bucket] = slot + 1
                 all_keys[slot] = key
                 all_rows[slot] = row
-                cursor[key >> 48] = slot + 1
-                row += 1
 
     @staticmethod
     def _readable(segment: Segment) -> bool:
@@ -152,24 +155,11 @@ class ReuseIndex:
             warn_unreadable(segment.path, err)
             return False
 
-    def take(self, fingerprint: bytes) -> bool:
-        """Whether an answer to this fingerprint is stored (and not taken yet); marks it taken."""
-        key = int.from_bytes(fingerprint[:8], "little")
-        bucket = key >> _DIRECTORY_SHIFT
-        low, high = self.directory[bucket], self.directory[bucket + 1]
-        if low == high:
-            return False
-        try:
-            slot = self.keys.index(key, low, high)
-        except ValueError:
-            return False
-        row = self.rows[slot]
-        bit = 1 << (row & 7)
-        if self.taken[row >> 3] & bit:
-            return False  # one answer for one item, however unlikely a second key like it
-        self.taken[row >> 3] |= bit
-        self.hits += 1
-        return True
+
+def _words(values: Any, code: str, size: int) -> memoryview:
+    """An Arrow array of fixed-width integers as a memoryview of its values (no copy)."""
+    start = values.offset * size
+    return memoryview(values.buffers()[1]).cast("B")[start : start + len(values) * size].cast(code)
 
 
 class ReuseLookup:
@@ -198,12 +188,33 @@ class ReuseLookup:
 
     def reused(self, line: bytes) -> bool:
         """Whether this request line is answered from the store (then it is not to be sent)."""
-        return self.index.take(self.fingerprint(line))
+        return self.reused_all([line])[0]
 
     def reused_all(self, lines: list[bytes]) -> list[bool]:
-        """:meth:`reused` of each of a block of lines, in order."""
-        take, fingerprint = self.index.take, self.fingerprint
-        return [take(fingerprint(line)) for line in lines]
+        """For each of a block of lines, in order: whether it is answered from the store (its stored
+        answer is then taken: one answer serves one item)."""
+        index, request_key_, key_of, blake2b = self.index, self.key, _first_word, _blake2b
+        directory, find, rows, taken = index.directory, index.keys.index, index.rows, index.taken
+        answered = []
+        for line in lines:
+            key = key_of(blake2b(line, digest_size=16, key=request_key_).digest())[0]
+            bucket = key >> _DIRECTORY_SHIFT
+            low = directory[bucket]
+            high = directory[bucket + 1]
+            if low != high:
+                try:
+                    row = rows[find(key, low, high)]
+                except ValueError:
+                    answered.append(False)
+                    continue
+                byte, bit = row >> 3, 1 << (row & 7)
+                if not taken[byte] & bit:
+                    taken[byte] |= bit
+                    index.hits += 1
+                    answered.append(True)
+                    continue
+            answered.append(False)
+        return answered
 
     @property
     def hits(self) -> int:

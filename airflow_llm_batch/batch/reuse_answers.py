@@ -31,8 +31,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def store_of(work_dir: StoragePath, job_key: JobKey) -> StoragePath:
-    """The task's store: ``{work_dir}/reuse/{dag_id}/{task_id}/`` (mapped instances share it)."""
-    return work_dir / "reuse" / _UNSAFE.sub("_", job_key.dag_id) / _UNSAFE.sub("_", job_key.task_id)
+    """The task's store: ``{work_dir}/_reuse/{dag_id}/{task_id}/`` (mapped instances share it; the
+    leading ``_`` keeps ``maintenance.purge_old_runs`` away from it)."""
+    return work_dir / "_reuse" / _UNSAFE.sub("_", job_key.dag_id) / _UNSAFE.sub("_", job_key.task_id)
 
 
 def reused_from_label(job_key: JobKey, attempt: int) -> str:
@@ -41,15 +42,18 @@ def reused_from_label(job_key: JobKey, attempt: int) -> str:
     return f"{job_key.run_id}{mapped}/attempt-{attempt}"
 
 
-def open_lookup(layout: JobLayout, store: StoragePath, settings: ReuseSettings, key: bytes) -> ReuseLookup:
-    """The lookup over the segments this attempt's first try saw (recorded then in ``reuse.json``)."""
+def open_lookup(
+    layout: JobLayout, store: StoragePath, settings: ReuseSettings, key: bytes, pin: bool = True
+) -> ReuseLookup:
+    """The lookup over the segments this attempt's first try saw (recorded then in ``reuse.json``,
+    unless ``pin`` is false: a dry run records nothing)."""
     pinned_file = layout.root / PINNED_SEGMENTS
     pinned: set[str] | None = None
     if pinned_file.exists():
         with pinned_file.open("rb") as stream:
             pinned = set(jsonl.loads(stream.read())["segments"])
     lookup = ReuseLookup(store, settings, key, pinned)
-    if pinned is None:
+    if pinned is None and pin:
         layout.root.mkdir(parents=True, exist_ok=True)
         with pinned_file.open("wb") as stream:
             stream.write(jsonl.dumps({"segments": [s.path.name for s in lookup.index.segments]}))

@@ -1,6 +1,6 @@
 """The reuse store: earlier answers, keyed by the fingerprint of the request that got them (``docs/reuse.md``).
 
-An append-only folder of Parquet *segments* in the work dir (``{work_dir}/reuse/{dag_id}/{task_id}/``),
+An append-only folder of Parquet *segments* in the work dir (``{work_dir}/_reuse/{dag_id}/{task_id}/``),
 one per attempt that stored answers. A segment is written under a temporary name and then renamed,
 so a reader never sees half of one; its name comes from the run and attempt that wrote it, so a
 retried Results task replaces its own segment and two runs never write the same file. Readers list
@@ -21,6 +21,7 @@ import hashlib
 import logging
 import time
 import uuid
+from array import array
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 SEGMENT_PREFIX = "segment-"
 SEGMENT_SUFFIX = ".parquet"
 FORMAT_VERSION = "1"
-_ROWS_PER_GROUP = 65_536
+_ROWS_PER_GROUP = 16_384
 
 
 @dataclass(frozen=True)
@@ -142,18 +143,10 @@ def write_segment(
     temporary: Any = root / f".tmp-{uuid.uuid4().hex}{SEGMENT_SUFFIX}"
     stored = 0
     try:
-        with temporary.open("wb") as stream, pq.ParquetWriter(stream, schema) as writer:
+        with temporary.open("wb") as stream, pq.ParquetWriter(stream, schema, use_dictionary=False) as writer:
             for block in _blocks(answers):
-                fingerprints = [fingerprint for fingerprint, _ in block]
-                keys = [int.from_bytes(fingerprint[:8], "little") for fingerprint in fingerprints]
-                rows = [row for _, row in block]
-                columns = [
-                    pa.array(keys, pa.uint64()),
-                    pa.array(fingerprints, pa.binary(16)),
-                    pa.array(rows, pa.large_binary()),
-                ]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
-                stored += len(block)
+                writer.write_batch(block.to_batch(schema))
+                stored += block.count
         if stored:
             temporary.rename(root / segment_name(reused_from))
         else:
@@ -165,12 +158,42 @@ def write_segment(
     return stored
 
 
-def _blocks(answers: Iterable[tuple[bytes, bytes]]) -> Iterator[list[tuple[bytes, bytes]]]:
-    block: list[tuple[bytes, bytes]] = []
-    for answer in answers:
-        block.append(answer)
-        if len(block) == _ROWS_PER_GROUP:
+class _Block:
+    """A row group's answers, copied into flat buffers as they come: orjson returns each line in an
+    allocation of 4 KiB or more, so a list of the lines themselves would take ten times their size."""
+
+    def __init__(self) -> None:
+        self.keys = array("Q")
+        self.fingerprints = bytearray()
+        self.rows = bytearray()
+        self.offsets = array("q", [0])
+        self.count = 0
+
+    def add(self, fingerprint: bytes, row: bytes) -> None:
+        self.keys.append(int.from_bytes(fingerprint[:8], "little"))
+        self.fingerprints += fingerprint
+        self.rows += row
+        self.offsets.append(len(self.rows))
+        self.count += 1
+
+    def to_batch(self, schema: Any) -> Any:
+        import pyarrow as pa
+
+        n = self.count
+        columns = [
+            pa.Array.from_buffers(pa.uint64(), n, [None, pa.py_buffer(self.keys)]),
+            pa.Array.from_buffers(pa.binary(16), n, [None, pa.py_buffer(self.fingerprints)]),
+            pa.Array.from_buffers(pa.large_binary(), n, [None, pa.py_buffer(self.offsets), pa.py_buffer(self.rows)]),
+        ]
+        return pa.record_batch(columns, schema=schema)
+
+
+def _blocks(answers: Iterable[tuple[bytes, bytes]]) -> Iterator[_Block]:
+    block = _Block()
+    for fingerprint, row in answers:
+        block.add(fingerprint, row)
+        if block.count == _ROWS_PER_GROUP:
             yield block
-            block = []
-    if block:
+            block = _Block()
+    if block.count:
         yield block

@@ -112,7 +112,7 @@ def plan_first(
     :param waves: the chunk indexes per wave; default: planned under ``round_.quota`` as the waves
         would go if each waited for the one before (one wave without a quota).
     """
-    prepared, estimate, check, _ = _prepare_first(round_, backend, layout, job_key)
+    prepared, estimate, check, _ = _prepare_first(round_, backend, layout, job_key, pin=False)
     if waves is None and round_.quota is not None and not round_.quota.unlimited:
         waves = partial(_planned_waves, round_.spec, round_.quota)
     plan = build_plan(
@@ -135,10 +135,13 @@ def _planned_waves(spec: RequestSpec, quota: QueueQuota, prepared: PreparedJob) 
 
 
 def _prepare_first(
-    round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey
+    round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey, pin: bool = True
 ) -> tuple[PreparedJob, CostEstimate | None, Preflight, ReuseLookup | None]:
     """The checked request files of the first attempt, their cost estimate (no API call), and the
-    reuse lookup that left out the items it answers (``None`` without ``reuse=``)."""
+    reuse lookup that left out the items it answers (``None`` without ``reuse=``).
+
+    :param pin: record the store's segments the lookup used, for a retry of the task (not in a dry run).
+    """
     spec = round_.spec
     template = PromptTemplate(round_.template) if round_.template is not None else None
     log.info(
@@ -147,7 +150,7 @@ def _prepare_first(
     check = Preflight(backend, spec, round_.preflight)
     if template is not None and round_.body_field is None:
         check.check_template()  # the shape every item's body has, before any item is read
-    lookup = _reuse_lookup(round_, backend, layout)
+    lookup = _reuse_lookup(round_, backend, layout, pin)
     prepared = _in_place(round_, backend, layout, job_key) if lookup is None else None
     if prepared is None:
         prepared = prepare_chunks(
@@ -168,7 +171,7 @@ def _prepare_first(
     return prepared, check_cost(round_, prepared), check, lookup
 
 
-def _reuse_lookup(round_: FirstRound, backend: BatchBackend, layout: JobLayout) -> ReuseLookup | None:
+def _reuse_lookup(round_: FirstRound, backend: BatchBackend, layout: JobLayout, pin: bool) -> ReuseLookup | None:
     """The lookup in the reuse store, when ``reuse=`` asks for one (requests then built in the worker)."""
     if round_.reuse is None or round_.reuse_store is None:
         return None
@@ -179,7 +182,7 @@ def _reuse_lookup(round_: FirstRound, backend: BatchBackend, layout: JobLayout) 
         )
     schema = round_.spec.response_schema
     key = request_key(backend.provider, round_.spec.kind.value, schema.schema if schema is not None else None)
-    return open_lookup(layout, round_.reuse_store, round_.reuse, key)
+    return open_lookup(layout, round_.reuse_store, round_.reuse, key, pin)
 
 
 def _in_place(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> PreparedJob | None:

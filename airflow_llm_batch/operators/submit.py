@@ -84,7 +84,7 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param reuse: answer the items that ask exactly what they asked in an earlier run from that
         run's answers instead of submitting them (``docs/reuse.md``): ``True`` (any age), a
         ``timedelta`` or ``{"max_age": timedelta(days=30)}`` (older answers are asked again).
-        Answers are kept in ``{work_dir}/reuse/{dag_id}/{task_id}/``; reused rows carry
+        Answers are kept in ``{work_dir}/_reuse/{dag_id}/{task_id}/``; reused rows carry
         ``reused_from``. ``None`` (default): every item is submitted.
     """
 

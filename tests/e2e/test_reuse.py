@@ -28,9 +28,11 @@ def _tickets(night):
     return module.tickets(night)
 
 
-def _night(dag_runner, night):
+def _night(dag_runner, night, output=None):
     billed_before = len(dag_runner.emulator.ledger()["billed"])
-    logical_date, _ = dag_runner.run(DAG_ID, env={"E2E_NIGHT": str(night)})
+    logical_date, run = dag_runner.run(DAG_ID, env={"E2E_NIGHT": str(night)})
+    if output is not None:
+        output.append(run.stdout + run.stderr)
     billed = [item["custom_id"] for item in dag_runner.emulator.ledger()["billed"][billed_before:]]
     root = dag_runner.job_dir(DAG_ID, logical_date, task_id="triage.submit").parent
     final = [json.loads(line) for line in (root / "final" / "final.jsonl").read_text().splitlines()]
@@ -95,3 +97,15 @@ def test_each_night_pays_only_for_the_changed_tickets_even_through_a_retry_round
     if not billed:  # every ticket answered from the store: not a single batch was created
         assert _batch_creates(emulator) == creates_before
     assert summary["cost"]["reused_items"] == len(reused) and summary["failed"] == 0
+
+    # A damaged store loses no run: its segments are reported and left out, and every ticket is asked.
+    store = dag_runner.sandbox.work_dir / "_reuse" / DAG_ID / "triage.submit"
+    segments = sorted(store.glob("segment-*.parquet"))
+    assert len(segments) >= 4  # night 1, night 2, night 3's first round and its retry round(s)
+    for segment in segments:
+        segment.write_bytes(segment.read_bytes()[:100])
+    output = []
+    _, billed, final, summary = _night(dag_runner, 3, output)
+    assert sorted(billed) == sorted(all_ids)
+    assert Counter(r["id"] for r in final) == Counter(all_ids) and not [r for r in final if r["reused_from"]]
+    assert "cannot be read" in output[0] and summary["cost"]["reused_items"] == 0

@@ -26,10 +26,8 @@ def _line(item_id: str, text: str) -> bytes:
 
 def _answers(items: dict[str, str], label: str = "run") -> list[tuple[bytes, bytes]]:
     fingerprint = Fingerprints(KEY)
-    return [
-        (fingerprint(_line(item_id, text)), jsonl.dumps(ItemResult(id=item_id, status="succeeded", text=f"answer {text}")))
-        for item_id, text in items.items()
-    ]
+    rows = {i: ItemResult(id=i, status="succeeded", text=f"answer {text}") for i, text in items.items()}
+    return [(fingerprint(_line(item_id, text)), jsonl.dumps(rows[item_id])) for item_id, text in items.items()]
 
 
 def _lookup(store, max_age=None) -> ReuseLookup:
@@ -48,7 +46,8 @@ def test_an_appended_answer_is_found_and_a_changed_request_is_not(tmp_path):
     written = lookup.write_reused(tmp_path / "reused.jsonl")
     rows = list(jsonl.read_jsonl(tmp_path / "reused.jsonl"))
     assert written == 1
-    assert rows == [{**ItemResult(id="a", status="succeeded", text="answer one").to_row(), "reused_from": "night-1/attempt-1"}]
+    expected = ItemResult(id="a", status="succeeded", text="answer one", reused_from="night-1/attempt-1")
+    assert rows == [expected.to_row()]
 
 
 def test_the_newest_segment_answers_and_each_run_appends_its_own(tmp_path):
@@ -150,3 +149,33 @@ def test_prepare_leaves_the_reused_items_out_of_the_chunk_files(tmp_path, openai
     sent = [line["custom_id"] for c in second.chunks for line in jsonl.read_jsonl(c.path)]
     assert sent == [f"item-{i}" for i in range(0, 3000, 10)]
     assert second.item_count == 300 and lookup.hits == 2700
+
+
+def test_the_cost_summary_prices_reused_answers_as_saved_not_billed():
+    from airflow_llm_batch.batch.pricing import PriceTable, tokens_cost
+    from airflow_llm_batch.batch.summary import ResultsSummary
+
+    summary = ResultsSummary()
+    summary.add(ItemResult("new", "succeeded", input_tokens=100, output_tokens=20))
+    for n in range(3):
+        summary.add(ItemResult(f"old-{n}", "succeeded", input_tokens=100, output_tokens=20, reused_from="r/attempt-1"))
+    cost = summary.cost("openai", "gpt-4.1-mini", None)
+    price = PriceTable.shipped().lookup("gpt-4.1-mini")[1]  # type: ignore[index]
+    assert summary.succeeded == 4 and summary.input_tokens == 100  # reused tokens were billed elsewhere
+    assert cost["billed_items"] == 1 and cost["reused_items"] == 3
+    assert cost["batch"] == pytest.approx(tokens_cost(price, 100, 20), abs=1e-6)
+    assert cost["per_succeeded_item"] == pytest.approx(cost["batch"], abs=1e-6)
+    assert cost["saved"] == pytest.approx(tokens_cost(price, 300, 60), abs=1e-6)
+
+
+def test_a_store_on_an_object_storage_path_works_the_same(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    store = ObjectStoragePath(f"file://{tmp_path}/work") / "_reuse" / "dag" / "task"
+    assert write_segment(store, "night-1/attempt-1", _answers({"a": "one", "b": "two"})) == 2
+    lookup = _lookup(store)
+    assert lookup.reused_all([_line("a", "one"), _line("b", "changed")]) == [True, False]
+    assert lookup.write_reused(ObjectStoragePath(f"file://{tmp_path}/reused.jsonl")) == 1
+    assert [p.name for p in (tmp_path / "work" / "_reuse" / "dag" / "task").iterdir()] == [
+        s.path.name for s in list_segments(store, None)
+    ]
