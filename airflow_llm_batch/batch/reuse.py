@@ -7,8 +7,8 @@ schema where the provider takes it in the body), so an answer is reused only for
 asking exactly the same thing of the same provider. A hit is not written to any chunk: the item
 is answered from the store; a miss goes out as always.
 
-The lookup holds 12 bytes per stored answer (a 64-bit key and a row number, placed by a counting
-sort under a directory of the keys' top 16 bits) and a bitmap of the rows found; the rows
+The lookup holds 12 bytes per stored answer (a 64-bit key and a row number, sorted within 256
+buckets by the keys' top 8 bits: ``ReuseIndex``) and a bitmap of the rows found; the rows
 themselves are read afterwards a row group at a time. Memory stays small and does not hold any
 item or answer (``docs/performance.md``). Two requests share a 64-bit key with a chance of about
 n*m / 2**64 per run of n items against m stored answers (1e6 by 1e6: 5e-8).
@@ -20,11 +20,11 @@ import hashlib
 import logging
 import struct
 from array import array
+from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from itertools import count
-from typing import Any
+from typing import Any, Literal
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.reuse_store import Segment, iter_column, list_segments, warn_unreadable
@@ -33,7 +33,8 @@ from airflow_llm_batch.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-_DIRECTORY_SHIFT = 48  # the top 16 bits of a key pick its bucket
+_BUCKET_SHIFT = 56  # the top 8 bits of a key pick its bucket
+_BUCKETS = 1 << 8
 _NULL_REUSED_FROM = b'"reused_from":null}'
 _first_word = struct.Struct("<Q").unpack_from  # a fingerprint's first 8 bytes: its key
 _blake2b = hashlib.blake2b
@@ -94,11 +95,17 @@ class Fingerprints:
 
 
 class ReuseIndex:
-    """The keys of the stored answers, in memory as two arrays, and the rows a run took from them."""
+    """The keys of the stored answers, in memory as two arrays, and the rows a run took from them.
+
+    ``keys`` holds every key, grouped by its top 8 bits (``directory[b]:directory[b + 1]``) and
+    sorted within the group; ``rows`` the row number of each (counted over the segments in order,
+    newest first, so among equal keys the newest answer comes first). Built in three passes of
+    Arrow calls and copies of whole runs of keys: no Python step per stored answer.
+    """
 
     def __init__(self, segments: list[Segment]) -> None:
-        self.segments = segments
-        self.directory = array("I", bytes(4 * ((1 << 16) + 1)))
+        self.segments = [segment for segment in segments if _readable(segment)]
+        self.directory = array("Q", bytes(8 * (_BUCKETS + 1)))
         self.keys = array("Q")
         self.rows = array("I")
         self.total_rows = 0
@@ -115,48 +122,80 @@ class ReuseIndex:
                 offset += len(keys)
 
     def _build(self) -> None:
-        """A counting sort of every key into its bucket, newest segment first within each bucket."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-
-        shift = pa.scalar(_DIRECTORY_SHIFT, pa.uint64())
-        self.segments = [s for s in self.segments if self._readable(s)]
-        counts = array("I", bytes(4 * (1 << 16)))
+        counts = [0] * _BUCKETS
         for _, keys in self._key_arrays():
-            tally = pc.value_counts(pc.shift_right(keys, shift))
-            for bucket, many in zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True):
+            for bucket, many in _runs(keys):
                 counts[bucket] += many
         directory, total = self.directory, 0
-        for bucket in range(1 << 16):
+        for bucket in range(_BUCKETS):
             directory[bucket] = total
             total += counts[bucket]
-        directory[1 << 16] = total
+        directory[_BUCKETS] = total
         self.total_rows = total
         self.keys = array("Q", bytes(8 * total))
         self.rows = array("I", bytes(4 * total))
-        cursor, all_keys, all_rows = array("I", directory), self.keys, self.rows
+        self._place()
+        self._sort_buckets()
+
+    def _place(self) -> None:
+        """Each row group's keys sorted, then copied run by run to the end of their buckets."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        cursor = list(self.directory)
+        keys_out, rows_out = memoryview(self.keys), memoryview(self.rows)
         for offset, keys in self._key_arrays():
-            buckets = pc.shift_right(keys, shift).cast(pa.uint16())
-            for row, key, bucket in zip(count(offset), _words(keys, "Q", 8), _words(buckets, "H", 2), strict=False):
-                slot = cursor[bucket]
-                cursor[bucket] = slot + 1
-                all_keys[slot] = key
-                all_rows[slot] = row
+            order = pc.sort_indices(keys)
+            ordered = keys.take(order)
+            rows = pc.add(order, pa.scalar(offset, pa.uint64())).cast(pa.uint32())
+            ordered_keys, ordered_rows, start = _words(ordered, "Q", 8), _words(rows, "I", 4), 0
+            for bucket, many in _runs(ordered):
+                at = cursor[bucket]
+                keys_out[at : at + many] = ordered_keys[start : start + many]
+                rows_out[at : at + many] = ordered_rows[start : start + many]
+                cursor[bucket] = at + many
+                start += many
 
-    @staticmethod
-    def _readable(segment: Segment) -> bool:
-        """Whether every row group's keys can be read (a damaged segment is left out whole)."""
-        try:
-            rows = sum(len(keys) for keys in iter_column(segment, "key"))
-            if rows != segment.rows:
-                raise ValueError(f"{rows} keys for {segment.rows} rows")
-            return True
-        except Exception as err:
-            warn_unreadable(segment.path, err)
-            return False
+    def _sort_buckets(self) -> None:
+        """Each bucket sorted by key; Arrow's sort is stable, so equal keys keep the newest first."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        keys_view, rows_view = memoryview(self.keys), memoryview(self.rows)
+        for bucket in range(_BUCKETS):
+            low, high = self.directory[bucket], self.directory[bucket + 1]
+            if high - low < 2:
+                continue
+            keys = pa.Array.from_buffers(pa.uint64(), high - low, [None, pa.py_buffer(keys_view[low:high])])
+            rows = pa.Array.from_buffers(pa.uint32(), high - low, [None, pa.py_buffer(rows_view[low:high])])
+            order = pc.sort_indices(keys)
+            sorted_keys, sorted_rows = keys.take(order), rows.take(order)
+            keys_view[low:high] = _words(sorted_keys, "Q", 8)
+            rows_view[low:high] = _words(sorted_rows, "I", 4)
 
 
-def _words(values: Any, code: str, size: int) -> memoryview:
+def _runs(keys: Any) -> list[tuple[int, int]]:
+    """``(bucket, how many keys)`` of an Arrow array of keys, by bucket (top 8 bits)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    tally = pc.value_counts(pc.shift_right(keys, pa.scalar(_BUCKET_SHIFT, pa.uint64())))
+    return sorted(zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True))
+
+
+def _readable(segment: Segment) -> bool:
+    """Whether every row group's keys can be read (a damaged segment is left out whole)."""
+    try:
+        rows = sum(len(keys) for keys in iter_column(segment, "key"))
+        if rows != segment.rows:
+            raise ValueError(f"{rows} keys for {segment.rows} rows")
+        return True
+    except Exception as err:
+        warn_unreadable(segment.path, err)
+        return False
+
+
+def _words(values: Any, code: Literal["Q", "I"], size: int) -> memoryview:
     """An Arrow array of fixed-width integers as a memoryview of its values (no copy)."""
     start = values.offset * size
     return memoryview(values.buffers()[1]).cast("B")[start : start + len(values) * size].cast(code)
@@ -194,19 +233,15 @@ class ReuseLookup:
         """For each of a block of lines, in order: whether it is answered from the store (its stored
         answer is then taken: one answer serves one item)."""
         index, request_key_, key_of, blake2b = self.index, self.key, _first_word, _blake2b
-        directory, find, rows, taken = index.directory, index.keys.index, index.rows, index.taken
+        directory, keys, rows, taken = index.directory, index.keys, index.rows, index.taken
         answered = []
         for line in lines:
             key = key_of(blake2b(line, digest_size=16, key=request_key_).digest())[0]
-            bucket = key >> _DIRECTORY_SHIFT
-            low = directory[bucket]
+            bucket = key >> _BUCKET_SHIFT
             high = directory[bucket + 1]
-            if low != high:
-                try:
-                    row = rows[find(key, low, high)]
-                except ValueError:
-                    answered.append(False)
-                    continue
+            at = bisect_left(keys, key, directory[bucket], high)
+            if at < high and keys[at] == key:
+                row = rows[at]
                 byte, bit = row >> 3, 1 << (row & 7)
                 if not taken[byte] & bit:
                     taken[byte] |= bit

@@ -84,7 +84,7 @@ def test_each_night_pays_only_for_the_changed_tickets_even_through_a_retry_round
 
     # Night 3's input again: every answer is stored, the retry round's too, so nothing is asked
     # (only an item that failed every round, if any) and without anything to ask no batch is made.
-    emulator.update_scenario(completion_seconds=1.0)
+    emulator.update_scenario(completion_seconds=1.0, item_errors={})
     creates_before = _batch_creates(emulator)
     _, billed, final, summary = _night(dag_runner, 3)
     assert sorted(billed) == sorted(_changed_on(3) - answered_3)
@@ -94,8 +94,10 @@ def test_each_night_pays_only_for_the_changed_tickets_even_through_a_retry_round
     run_3 = dag_runner.run_id(DAG_ID, night_3)
     assert retried & answered_3 and all(reused[i] != f"{run_3}/attempt-1" for i in retried & answered_3)
     assert all(reused[i].startswith(f"{run_3}/attempt-") for i in retried & answered_3)
-    if not billed:  # every ticket answered from the store: not a single batch was created
-        assert _batch_creates(emulator) == creates_before
+    # The emulator's fates are seeded, and with them every item of night 3 succeeded within its
+    # rounds: the rerun asks nothing, and without anything to ask not a single batch is created.
+    assert answered_3 == _changed_on(3) and billed == []
+    assert _batch_creates(emulator) == creates_before
     assert summary["cost"]["reused_items"] == len(reused) and summary["failed"] == 0
 
     # A damaged store loses no run: its segments are reported and left out, and every ticket is asked.
@@ -109,3 +111,29 @@ def test_each_night_pays_only_for_the_changed_tickets_even_through_a_retry_round
     assert sorted(billed) == sorted(all_ids)
     assert Counter(r["id"] for r in final) == Counter(all_ids) and not [r for r in final if r["reused_from"]]
     assert "cannot be read" in output[0] and summary["cost"]["reused_items"] == 0
+
+
+def test_reused_rows_reach_a_bigquery_table_marked_and_once_per_ticket(dag_runner):
+    from tests.e2e.conftest import GCP_PROJECT, bigquery_client
+
+    emulator = dag_runner.emulator
+    emulator.update_scenario(completion_seconds=1.0, item_errors={})
+    bq = bigquery_client(emulator)
+    bq.create_dataset("reuse")
+    ids = {t["ticket_id"] for t in _tickets(1)[:50]}
+    changed = ids & _changed_on(2)
+
+    tables = []
+    for night in (1, 2):
+        billed_before = len(emulator.ledger()["billed"])
+        logical_date, _ = dag_runner.run("e2e_reuse_bigquery", env={"E2E_NIGHT": str(night)})
+        billed = [item["custom_id"] for item in emulator.ledger()["billed"][billed_before:]]
+        run_id = dag_runner.run_id("e2e_reuse_bigquery", logical_date)
+        query = f"SELECT * FROM `{GCP_PROJECT}.reuse.ticket_labels` WHERE run_id = '{run_id}'"
+        tables.append((run_id, billed, [dict(row) for row in bq.query(query).result()]))
+    (night_1, _, _), (_, billed, rows) = tables
+    assert sorted(billed) == sorted(changed) and changed
+    assert Counter(r["id"] for r in rows) == Counter(ids)
+    assert {r["id"] for r in rows if r["reused_from"]} == ids - changed
+    assert {r["reused_from"] for r in rows if r["reused_from"]} == {f"{night_1}/attempt-1"}
+    assert all(r["status"] == "succeeded" and r["category"] for r in rows)  # typed columns filled too

@@ -2,7 +2,8 @@
 
 The same 200 tickets are exported every night; ``E2E_NIGHT`` says which night it is, and each night
 after the first changes the body of a tenth of them (a different tenth each night). Only those are
-asked again; the rest are answered from the earlier nights.
+asked again; the rest are answered from the earlier nights. ``e2e_reuse_bigquery``: the first 50
+of them in three tasks, the results loaded into a BigQuery table.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import pendulum
 from airflow.sdk import DAG
 from nightly_ticket_triage import PROMPT, SYSTEM_PROMPT, TRIAGE_SCHEMA, synthetic_tickets
 
-from airflow_llm_batch import llm_batch_step
+from airflow_llm_batch import LLMBatchCompletionSensor, LLMBatchResultsOperator, LLMBatchSubmitOperator, llm_batch_step
+from airflow_llm_batch.io.bigquery_sink import BigQuerySink
 
 NIGHT = int(os.environ.get("E2E_NIGHT", "1"))
 
@@ -43,3 +45,26 @@ with DAG(dag_id="e2e_reuse", schedule=None, start_date=pendulum.datetime(2026, 1
         conn_id="llm_batch_openai",
         reuse={"max_age": timedelta(days=30)},
     )
+
+
+with DAG(dag_id="e2e_reuse_bigquery", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+    submit = LLMBatchSubmitOperator(
+        task_id="submit",
+        items=tickets(NIGHT)[:50],
+        id_field="ticket_id",
+        system_prompt=SYSTEM_PROMPT,
+        prompt_template=PROMPT,
+        model="gpt-4.1-mini",
+        parameters={"max_tokens": 200},
+        response_schema=TRIAGE_SCHEMA,
+        conn_id="llm_batch_openai",
+        reuse=True,
+    )
+    wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
+    results = LLMBatchResultsOperator(
+        task_id="results",
+        manifest=wait.output,
+        output_format="parquet",
+        sink=BigQuerySink("reuse.ticket_labels", conn_id="google_cloud_default", typed_columns=True),
+    )
+    submit >> wait >> results
