@@ -33,8 +33,7 @@ from airflow_llm_batch.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
 
-_BUCKET_SHIFT = 56  # the top 8 bits of a key pick its bucket
-_BUCKETS = 1 << 8
+_BUCKETS = 1 << 8  # the top 8 bits of a key pick its bucket while the index is built
 _NULL_REUSED_FROM = b'"reused_from":null}'
 _first_word = struct.Struct("<Q").unpack_from  # a fingerprint's first 8 bytes: its key
 _blake2b = hashlib.blake2b
@@ -97,15 +96,18 @@ class Fingerprints:
 class ReuseIndex:
     """The keys of the stored answers, in memory as two arrays, and the rows a run took from them.
 
-    ``keys`` holds every key, grouped by its top 8 bits (``directory[b]:directory[b + 1]``) and
-    sorted within the group; ``rows`` the row number of each (counted over the segments in order,
-    newest first, so among equal keys the newest answer comes first). Built in three passes of
-    Arrow calls and copies of whole runs of keys: no Python step per stored answer.
+    ``keys`` holds every key, sorted; ``rows`` the row number of each (counted over the segments
+    in order, newest first, so among equal keys the newest answer comes first). Built in passes of
+    Arrow calls and copies of whole runs of keys, no Python step per stored answer: each row group's
+    keys sorted and copied, run by run, into 256 buckets by their top 8 bits, then each bucket
+    sorted. ``directory[b]:directory[b + 1]`` then holds the keys whose top ``bits`` bits are ``b``
+    (about ten keys each), so a lookup compares a handful of keys.
     """
 
     def __init__(self, segments: list[Segment]) -> None:
         self.segments = [segment for segment in segments if _readable(segment)]
         self.directory = array("Q", bytes(8 * (_BUCKETS + 1)))
+        self.shift = 64 - 8
         self.keys = array("Q")
         self.rows = array("I")
         self.total_rows = 0
@@ -136,6 +138,7 @@ class ReuseIndex:
         self.rows = array("I", bytes(4 * total))
         self._place()
         self._sort_buckets()
+        self._refine_directory()
 
     def _place(self) -> None:
         """Each row group's keys sorted, then copied run by run to the end of their buckets."""
@@ -173,13 +176,29 @@ class ReuseIndex:
             keys_view[low:high] = _words(sorted_keys, "Q", 8)
             rows_view[low:high] = _words(sorted_rows, "I", 4)
 
+    def _refine_directory(self) -> None:
+        """A directory by as many top bits as give about ten keys a bucket (8 to 16 bits)."""
+        import pyarrow as pa
 
-def _runs(keys: Any) -> list[tuple[int, int]]:
-    """``(bucket, how many keys)`` of an Arrow array of keys, by bucket (top 8 bits)."""
+        bits = min(max(self.total_rows.bit_length() - 4, 8), 16)
+        keys = pa.Array.from_buffers(pa.uint64(), self.total_rows, [None, pa.py_buffer(self.keys)])
+        directory, total, next_bucket = array("Q", bytes(8 * ((1 << bits) + 1))), 0, 0
+        for bucket, many in _runs(keys, 64 - bits):
+            for empty in range(next_bucket, bucket + 1):
+                directory[empty] = total
+            total += many
+            next_bucket = bucket + 1
+        for empty in range(next_bucket, (1 << bits) + 1):
+            directory[empty] = total
+        self.directory, self.shift = directory, 64 - bits
+
+
+def _runs(keys: Any, shift: int = 64 - 8) -> list[tuple[int, int]]:
+    """``(bucket, how many keys)`` of an Arrow array of keys, by bucket (the bits above ``shift``)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    tally = pc.value_counts(pc.shift_right(keys, pa.scalar(_BUCKET_SHIFT, pa.uint64())))
+    tally = pc.value_counts(pc.shift_right(keys, pa.scalar(shift, pa.uint64())))
     return sorted(zip(tally.field(0).to_pylist(), tally.field(1).to_pylist(), strict=True))
 
 
@@ -233,11 +252,11 @@ class ReuseLookup:
         """For each of a block of lines, in order: whether it is answered from the store (its stored
         answer is then taken: one answer serves one item)."""
         index, request_key_, key_of, blake2b = self.index, self.key, _first_word, _blake2b
-        directory, keys, rows, taken = index.directory, index.keys, index.rows, index.taken
+        directory, shift, keys, rows, taken = index.directory, index.shift, index.keys, index.rows, index.taken
         answered = []
         for line in lines:
             key = key_of(blake2b(line, digest_size=16, key=request_key_).digest())[0]
-            bucket = key >> _BUCKET_SHIFT
+            bucket = key >> shift
             high = directory[bucket + 1]
             at = bisect_left(keys, key, directory[bucket], high)
             if at < high and keys[at] == key:
@@ -245,10 +264,10 @@ class ReuseLookup:
                 byte, bit = row >> 3, 1 << (row & 7)
                 if not taken[byte] & bit:
                     taken[byte] |= bit
-                    index.hits += 1
                     answered.append(True)
                     continue
             answered.append(False)
+        index.hits += answered.count(True)
         return answered
 
     @property
