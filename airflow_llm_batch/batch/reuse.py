@@ -100,7 +100,7 @@ class ReuseIndex:
     in order, newest first, so among equal keys the newest answer comes first). Built in passes of
     Arrow calls and copies of whole runs of keys, no Python step per stored answer: each row group's
     keys sorted and copied, run by run, into 256 buckets by their top 8 bits, then each bucket
-    sorted. ``directory[b]:directory[b + 1]`` then holds the keys whose top ``bits`` bits are ``b``
+    sorted. ``directory[b]:directory[b + 1]`` then holds the keys whose bits above ``shift`` are ``b``
     (about ten keys each), so a lookup compares a handful of keys.
     """
 
@@ -138,7 +138,6 @@ class ReuseIndex:
         self.rows = array("I", bytes(4 * total))
         self._place()
         self._sort_buckets()
-        self._refine_directory()
 
     def _place(self) -> None:
         """Each row group's keys sorted, then copied run by run to the end of their buckets."""
@@ -160,37 +159,36 @@ class ReuseIndex:
                 start += many
 
     def _sort_buckets(self) -> None:
-        """Each bucket sorted by key; Arrow's sort is stable, so equal keys keep the newest first."""
+        """Each bucket sorted by key (Arrow's sort is stable: equal keys keep the newest first), and
+        the directory refined to as many top bits as give about ten keys a bucket (8 to 16 bits),
+        one bucket at a time so that nothing as big as the keys is made on the side."""
         import pyarrow as pa
         import pyarrow.compute as pc
 
+        bits = min(max(self.total_rows.bit_length() - 4, 8), 16)
+        shift, coarse = 64 - bits, self.directory
+        directory, filled = array("Q", bytes(8 * ((1 << bits) + 1))), 0
         keys_view, rows_view = memoryview(self.keys), memoryview(self.rows)
         for bucket in range(_BUCKETS):
-            low, high = self.directory[bucket], self.directory[bucket + 1]
-            if high - low < 2:
+            low, high = coarse[bucket], coarse[bucket + 1]
+            if high == low:
                 continue
             keys = pa.Array.from_buffers(pa.uint64(), high - low, [None, pa.py_buffer(keys_view[low:high])])
-            rows = pa.Array.from_buffers(pa.uint32(), high - low, [None, pa.py_buffer(rows_view[low:high])])
-            order = pc.sort_indices(keys)
-            sorted_keys, sorted_rows = keys.take(order), rows.take(order)
-            keys_view[low:high] = _words(sorted_keys, "Q", 8)
-            rows_view[low:high] = _words(sorted_rows, "I", 4)
-
-    def _refine_directory(self) -> None:
-        """A directory by as many top bits as give about ten keys a bucket (8 to 16 bits)."""
-        import pyarrow as pa
-
-        bits = min(max(self.total_rows.bit_length() - 4, 8), 16)
-        keys = pa.Array.from_buffers(pa.uint64(), self.total_rows, [None, pa.py_buffer(self.keys)])
-        directory, total, next_bucket = array("Q", bytes(8 * ((1 << bits) + 1))), 0, 0
-        for bucket, many in _runs(keys, 64 - bits):
-            for empty in range(next_bucket, bucket + 1):
-                directory[empty] = total
-            total += many
-            next_bucket = bucket + 1
-        for empty in range(next_bucket, (1 << bits) + 1):
-            directory[empty] = total
-        self.directory, self.shift = directory, 64 - bits
+            if high - low > 1:
+                rows = pa.Array.from_buffers(pa.uint32(), high - low, [None, pa.py_buffer(rows_view[low:high])])
+                order = pc.sort_indices(keys)
+                keys, sorted_rows = keys.take(order), rows.take(order)
+                keys_view[low:high] = _words(keys, "Q", 8)
+                rows_view[low:high] = _words(sorted_rows, "I", 4)
+            total = low
+            for fine, many in _runs(keys, shift):
+                for empty in range(filled, fine + 1):
+                    directory[empty] = total
+                total += many
+                filled = fine + 1
+        for empty in range(filled, (1 << bits) + 1):
+            directory[empty] = self.total_rows
+        self.directory, self.shift = directory, shift
 
 
 def _runs(keys: Any, shift: int = 64 - 8) -> list[tuple[int, int]]:

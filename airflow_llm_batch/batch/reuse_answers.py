@@ -64,7 +64,7 @@ def record_reused(lookup: ReuseLookup, layout: JobLayout, settings: ReuseSetting
     """Write the reused rows beside the requests; return the manifest's ``extra["reuse"]``."""
     path = layout.root / REUSED_ROWS
     written = lookup.write_reused(path)
-    log.info("%d item(s) answered from the reuse store, not submitted", written)
+    log.info("Wrote the %d reused row(s) to %s", written, uri_of(path))
     return {
         "store": uri_of(lookup.store),
         "key": lookup.key.hex(),

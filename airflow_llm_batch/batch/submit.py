@@ -167,6 +167,8 @@ def _prepare_first(
     if spec.response_schema is not None:
         with layout.schema_file.open("wb") as stream:
             stream.write(jsonl.dumps(spec.response_schema.schema))
+    if lookup is not None:
+        log.info("%d item(s) answered from the reuse store (reuse=): not submitted", lookup.hits)
     log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
     return prepared, check_cost(round_, prepared), check, lookup
 

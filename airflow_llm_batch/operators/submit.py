@@ -262,9 +262,11 @@ class LLMBatchSubmitOperator(BaseOperator):
             manifest = submit_first(first, backend, layout, job_key)
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
-        self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
-        if manifest.extra.get("reuse"):
-            self.log.info("%d item(s) answered from earlier runs (reuse=)", manifest.extra["reuse"]["items"])
+        reused = (manifest.extra.get("reuse") or {}).get("items", 0)
+        if manifest.batches or manifest.pending or not reused:
+            self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
+        if reused:
+            self.log.info("%d item(s) answered from earlier runs (reuse=), not submitted", reused)
         return manifest.to_dict()
 
     def _execute_retry(self, context: Any) -> dict[str, Any]:
