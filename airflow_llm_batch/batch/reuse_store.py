@@ -56,9 +56,11 @@ def list_segments(root: StoragePath, max_age_seconds: float | None, now: float |
     logged as warnings and left out (their items are simply asked again)."""
     now = time.time() if now is None else now
     try:
+        _forget_listings(root)  # a listing cached earlier in this process may miss new segments
         if not root.exists():
             return []
         names = sorted(path for path in root.iterdir() if _is_segment(path))  # type: ignore[attr-defined]
+        _forget_listings(root)  # and this one must not hide a file another worker writes later
     except Exception as err:  # an object store's listing can fail in many ways; none may lose the run
         log.warning("The reuse store %s cannot be listed (%s); treating it as empty", uri_of(root), err)
         return []
@@ -72,6 +74,19 @@ def list_segments(root: StoragePath, max_age_seconds: float | None, now: float |
         segments.append(segment)
     segments.sort(key=lambda s: s.stored_at, reverse=True)
     return segments
+
+
+def _forget_listings(root: Any) -> None:
+    """Drop the object store's cached listings (``ObjectStoragePath.fs``; a local path has none).
+
+    The store's folder is the one folder of the work dir this package lists (the segments of other
+    runs have names no manifest carries). fsspec caches a listing per filesystem instance, and a
+    file written after it looks absent to ``exists()`` and ``open()`` in this process
+    (``work_dir.py``), so no listing is kept.
+    """
+    fs = getattr(root, "fs", None)
+    if fs is not None:
+        fs.invalidate_cache()
 
 
 def _is_segment(path: Any) -> bool:
