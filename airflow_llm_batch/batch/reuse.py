@@ -230,7 +230,6 @@ class ReuseLookup:
         self.store = store
         self.settings = settings
         self.key = key
-        self.fingerprint = Fingerprints(key)
         segments = list_segments(store, settings.max_age_seconds)
         if pinned is not None:
             segments = [segment for segment in segments if segment.path.name in pinned]
