@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
+
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.manifest import BatchEntry, Manifest
 from airflow_llm_batch.batch.records import ItemResult, JobKey
@@ -86,3 +90,14 @@ def test_a_retry_of_submit_looks_up_in_the_segments_its_first_try_saw(tmp_path):
     dry = open_lookup(JobLayout(tmp_path / "dry" / "attempt-1"), store, ReuseSettings(), KEY, pin=False)
     assert dry.reused_all([_line("a"), _line("b")]) == [True, True]
     assert not (tmp_path / "dry" / "attempt-1" / "reuse.json").exists()
+
+
+def test_the_operator_refuses_a_reuse_it_cannot_read_when_the_dag_is_parsed():
+    from airflow_llm_batch.exceptions import ConfigurationError
+    from airflow_llm_batch.operators.submit import LLMBatchSubmitOperator
+
+    common = {"items": [], "model": "gpt-4.1-mini", "prompt_template": "{text}"}
+    for good in (True, timedelta(days=30), {"max_age": timedelta(days=30)}, None):
+        LLMBatchSubmitOperator(task_id="ok", reuse=good, **common)
+    with pytest.raises(ConfigurationError, match="reuse must be True, a timedelta"):
+        LLMBatchSubmitOperator(task_id="bad", reuse="30 days", **common)
