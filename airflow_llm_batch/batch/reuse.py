@@ -230,6 +230,7 @@ class ReuseLookup:
         self.store = store
         self.settings = settings
         self.key = key
+        self.closed = False
         segments = list_segments(store, settings.max_age_seconds)
         if pinned is not None:
             segments = [segment for segment in segments if segment.path.name in pinned]
@@ -248,6 +249,8 @@ class ReuseLookup:
     def reused_all(self, lines: list[bytes]) -> list[bool]:
         """For each of a block of lines, in order: whether it is answered from the store (its stored
         answer is then taken: one answer serves one item)."""
+        if self.closed:
+            raise RuntimeError("this reuse lookup ended when its reused rows were written")
         index, request_key_, key_of, blake2b = self.index, self.key, _first_word, _blake2b
         directory, shift, keys, rows, taken = index.directory, index.shift, index.keys, index.rows, index.taken
         answered = []
@@ -275,11 +278,14 @@ class ReuseLookup:
         """The rows taken, each marked ``reused_from``, as JSONL at ``path``; return how many.
 
         Reads the ``row`` column of each segment a row group at a time, keeping the rows the bitmap
-        marks taken (Arrow filters by the bitmap itself: a boolean array's buffer is one).
+        marks taken (Arrow filters by the bitmap itself: a boolean array's buffer is one). Ends the
+        lookup: the keys are let go first, so the rows read never share the memory with them.
         """
         import pyarrow as pa
 
         index, written, offset = self.index, 0, 0
+        self.closed = True
+        index.keys, index.rows = array("Q"), array("I")
         with jsonl.JsonlWriter(path) as out:
             for segment in index.segments:
                 label = jsonl.dumps(segment.reused_from)
