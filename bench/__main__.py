@@ -1,6 +1,6 @@
 """``make bench``: run the seven benchmarks, each in a fresh process, and print one table.
 
-    python -m bench                      # all seven, full sizes (about ten minutes on 2 cores)
+    python -m bench                      # all seven, full sizes (about a quarter of an hour on 2 cores)
     python -m bench submit results       # some of them
     python -m bench --quick              # smaller sizes, for a quick look
 
