@@ -53,7 +53,10 @@ def llm_batch_step(
         the batches unless this is ``True``.
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
         ``conn_id``, ``provider_limits``, ``queue_quota``, ``work_dir`` and ``timeout`` also apply to
-        the retries. ``dry_run=True`` checks and plans the first round without calling the provider;
+        the retries. ``reuse=`` (``docs/reuse.md``) answers unchanged items from earlier runs: the
+        first round submits only the others, the retry rounds store the answers they get, and
+        ``final`` has the reused rows too (marked ``reused_from``). ``dry_run=True`` checks and
+        plans the first round without calling the provider;
         every task after it is then skipped.
     """
     from airflow_llm_batch.operators.consolidate import LLMBatchConsolidateOperator

@@ -12,7 +12,9 @@ caught here, before any API call (docs/deployment.md):
 
 Nothing here (nor anywhere in the package) lists a work-dir folder: fsspec caches listings per
 filesystem instance, and a cached listing taken before another worker wrote a file makes
-``exists()`` and ``open()`` of that file fail in this process. Every read names its file.
+``exists()`` and ``open()`` of that file fail in this process. Every read names its file. The one
+exception is the reuse store's folder (``batch/reuse_store.py``, with ``reuse=``), whose segments
+other runs name: it is listed with the filesystem's cached listings dropped before and after.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""``make bench``: run the six benchmarks, each in a fresh process, and print one table.
+"""``make bench``: run the seven benchmarks, each in a fresh process, and print one table.
 
-    python -m bench                      # all six, full sizes (about ten minutes on 2 cores)
+    python -m bench                      # all seven, full sizes (about a quarter of an hour on 2 cores)
     python -m bench submit results       # some of them
     python -m bench --quick              # smaller sizes, for a quick look
 
@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], list[str]]] = {
     "triggerer": ("4. Triggerer", [], ["--completion-seconds", "10", "--repeat", "1"]),
     "e2e": ("5. End to end", [], ["--items", "10000"]),
     "waves": ("6. Waves under a queue quota", [], ["--items", "100000", "--completion-seconds", "8"]),
+    "reuse": ("7. Reuse across nights", [], ["--sizes", "50000,200000"]),
 }
 
 

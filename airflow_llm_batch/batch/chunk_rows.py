@@ -142,6 +142,7 @@ class ChunkRows:
             "input_tokens": block.input_tokens,  # type: ignore[dict-item]
             "output_tokens": block.output_tokens,  # type: ignore[dict-item]
             "finish_reason": _same_or_list(block.finish_reasons),
+            "reused_from": Same(None),
         }
 
     def unseen_rows(self) -> Iterator[tuple[ItemResult, str]]:

@@ -27,6 +27,7 @@ from airflow_llm_batch.batch.results import (
     raise_for_failed_batches,
 )
 from airflow_llm_batch.batch.retry import consolidate, iter_result_rows
+from airflow_llm_batch.batch.reuse_answers import store_answers
 from airflow_llm_batch.batch.schema import OutputValidator
 from airflow_llm_batch.batch.state import JobLayout, check_job_files
 from airflow_llm_batch.batch.storage import StoragePath
@@ -117,6 +118,8 @@ def finish_results(
             late_output_grace=late_output_grace,
         )
         _log_summary(summary)
+        if manifest.extra.get("reuse"):
+            summary["reuse"] = {**summary["reuse"], "stored": store_answers(manifest, layout, rows.path, path_of)}
         if table is not None:
             summary["sink"] = _write_table(table, rows.path)
         if cleanup != "never":  # only now: the results file (and table) hold every row

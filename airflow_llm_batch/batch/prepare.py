@@ -19,6 +19,7 @@ from airflow_llm_batch.batch.backends.base import BatchBackend, ChunkFile, Prepa
 from airflow_llm_batch.batch.fingerprint import LineDigest
 from airflow_llm_batch.batch.preflight import Preflight
 from airflow_llm_batch.batch.prepare_blocks import BlockPass, BlockTaker
+from airflow_llm_batch.batch.reuse import ReuseLookup
 from airflow_llm_batch.batch.state import chunk_file_name, ids_file_name
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate, TemplateFieldError
@@ -133,8 +134,10 @@ class _ItemProblem(Exception):
 class ChunkWriter:
     """Rolls request lines into chunk files that respect the provider's count and byte limits."""
 
-    def __init__(self, out_dir: StoragePath, backend: BatchBackend) -> None:
+    def __init__(self, out_dir: StoragePath, backend: BatchBackend, reuse: ReuseLookup | None = None) -> None:
+        """:param reuse: lines it answers from the store (``reuse.py``) are not written (none by default)."""
         self._dir = out_dir
+        self._reuse = reuse
         self._limits = backend.limits
         self._open: dict[str, tuple[int, jsonl.JsonlWriter, jsonl.JsonlWriter]] = {}
         self._next_index = 0
@@ -143,6 +146,8 @@ class ChunkWriter:
         self._hash = LineDigest()
 
     def add(self, model: str, custom_id: str, user_id: str, line: bytes) -> None:
+        if self._reuse is not None and self._reuse.reused(line):
+            return
         limits = self._limits
         key = model if limits.single_model_per_batch else ""
         current = self._open.get(key)
@@ -160,6 +165,14 @@ class ChunkWriter:
     def add_all(self, model: str, custom_ids: list[str], user_ids: list[str], lines: list[bytes]) -> None:
         """A block of lines, written as :meth:`add` one by one would write them (the same files,
         lines and fingerprint), in one piece when they fit the open chunk."""
+        if self._reuse is not None:
+            reused = self._reuse.reused_all(lines)
+            if any(reused):
+                kept = [index for index, taken in enumerate(reused) if not taken]
+                custom_ids, user_ids = [custom_ids[i] for i in kept], [user_ids[i] for i in kept]
+                lines = [lines[i] for i in kept]
+                if not lines:
+                    return
         key = model if self._limits.single_model_per_batch else ""
         current = self._open.get(key)
         if current is not None and (
@@ -173,8 +186,12 @@ class ChunkWriter:
             ids.write_lines(list(map(_encode_json, zip(custom_ids, user_ids, strict=True))))
             self._hash.update_lines(lines)
             return
-        for custom_id, user_id, line in zip(custom_ids, user_ids, lines, strict=True):
-            self.add(model, custom_id, user_id, line)
+        reuse, self._reuse = self._reuse, None  # looked up above already
+        try:
+            for custom_id, user_id, line in zip(custom_ids, user_ids, lines, strict=True):
+                self.add(model, custom_id, user_id, line)
+        finally:
+            self._reuse = reuse
 
     def _start(self, key: str, model: str) -> tuple[int, jsonl.JsonlWriter, jsonl.JsonlWriter]:
         index = self._next_index
@@ -209,12 +226,15 @@ def prepare_chunks(
     template: PromptTemplate | None = None,
     body_field: str | None = None,
     preflight: Preflight | None = None,
+    reuse: ReuseLookup | None = None,
 ) -> PreparedJob:
     """Render, validate and write every item; raise :class:`InvalidInputError` listing the problems.
 
     :param template: renders each item's prompt (chat) or input text (embedding).
     :param body_field: alternatively, the item field holding a ready provider-native body.
     :param preflight: the request check (``preflight/``); by default one with every rule on.
+    :param reuse: the lookup in the reuse store: the items it answers are checked like any other,
+        then left out of the chunk files (``item_count`` counts the others).
     """
     backend.check_model(spec)
     backend.check_spec(spec)
@@ -232,7 +252,7 @@ def prepare_chunks(
     mapper = IdMapper(backend.limits.custom_id_pattern, backend.limits.custom_id_max_length)
     requests = _Requests(backend, spec, template, body_field, mapper, check)
     size_threshold = check.size_threshold  # near the context window: one comparison per item
-    chunks = ChunkWriter(out_dir, backend)
+    chunks = ChunkWriter(out_dir, backend, reuse)
     max_request_bytes = backend.limits.max_request_bytes
     # The usual job's usual items are taken a block at a time (``prepare_blocks.py``); any other
     # item comes to the loop below, in its place in the input.
@@ -288,7 +308,8 @@ def prepare_chunks(
     problems.raise_if_any()
     check.report()
     written, fingerprint = chunks.finish()
-    return PreparedJob(chunks=written, item_count=blocks.count, fingerprint=fingerprint)
+    reused = reuse.hits if reuse is not None else 0
+    return PreparedJob(chunks=written, item_count=blocks.count - reused, fingerprint=fingerprint)
 
 
 class _Requests:

@@ -207,6 +207,7 @@ def outcome_costs(
     discarded_items: int,
     discarded_input_tokens: int,
     discarded_output_tokens: int,
+    reused: tuple[int, int, int] = (0, 0, 0),
 ) -> dict[str, Any]:
     """``cost`` (from :func:`cost_summary`) with what the money bought, added in place and returned.
 
@@ -214,6 +215,9 @@ def outcome_costs(
     cost, discarded answers included. ``discarded`` is what the answers that were billed but not
     kept cost (output that broke the schema, refusals the provider charges for). ``billed_items``
     is the succeeded rows plus the discarded ones: the items the provider charged for.
+    ``reused_items`` are the answers taken from the reuse store (``reused``: their count and the
+    tokens they were billed when first asked) and ``saved`` what they would cost again at batch
+    prices (``docs/reuse.md``).
     """
     found = (table or PriceTable.shipped()).lookup(model)
     batch = cost.get("batch")
@@ -225,6 +229,8 @@ def outcome_costs(
         "output_tokens": discarded_output_tokens,
         "batch": _money(tokens_cost(found[1], discarded_input_tokens, discarded_output_tokens)) if found else None,
     }
+    cost["reused_items"] = reused[0]
+    cost["saved"] = _money(tokens_cost(found[1], reused[1], reused[2])) if found else None
     return cost
 
 

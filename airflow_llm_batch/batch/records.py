@@ -67,6 +67,8 @@ class ItemResult:
     :param embedding: the vector, for embedding requests.
     :param error_type: an :class:`ErrorType` value when ``status`` is ``failed``.
     :param retryable: whether another attempt may succeed (derived from ``error_type``).
+    :param reused_from: set on an answer taken from the reuse store (``reuse=``, ``docs/reuse.md``):
+        the run and attempt that paid for it (``run_id/attempt-n``); ``None`` when answered now.
     """
 
     id: str
@@ -84,6 +86,7 @@ class ItemResult:
     input_tokens: int | None = None
     output_tokens: int | None = None
     finish_reason: str | None = None
+    reused_from: str | None = None
 
     @classmethod
     def failure(cls, id: str, error_type: ErrorType, message: str | None, **fields: Any) -> ItemResult:

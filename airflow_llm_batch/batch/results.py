@@ -34,6 +34,7 @@ from airflow_llm_batch.batch.records import (
     ItemStatus,
     Kind,
 )
+from airflow_llm_batch.batch.reuse_answers import reused_rows
 from airflow_llm_batch.batch.row_blocks import RowBlock
 from airflow_llm_batch.batch.schema import OutputValidator
 from airflow_llm_batch.batch.state import JobLayout
@@ -107,6 +108,9 @@ def collect_results(
     failed_path = layout.results_dir / "failed_items.jsonl"
     with jsonl.JsonlWriter(failed_path) as failed_items:
         try:
+            for reused in reused_rows(manifest, layout):  # answered from the reuse store, not submitted
+                sink.write(reused)
+                summary.add(reused)
             sources: list[tuple[int, str | None]] = [(entry.chunk, entry.batch_id) for entry in manifest.batches]
             sources += [(int(pending["chunk"]), None) for pending in manifest.pending]
             for chunk, batch_id in sources:
@@ -168,6 +172,8 @@ def collect_results(
         "failed_batches": failed_batches,
         "never_submitted": [int(pending["chunk"]) for pending in manifest.pending],
     }
+    if manifest.extra.get("reuse"):
+        result["reuse"] = manifest.extra["reuse"]
     with (layout.results_dir / "summary.json").open("wb") as stream:
         stream.write(jsonl.dumps(result, option=jsonl.orjson.OPT_INDENT_2))
     return result

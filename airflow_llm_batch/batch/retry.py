@@ -92,7 +92,10 @@ def consolidate(
     for index, path in enumerate(attempt_results):
         resubmitted = _ids_of(attempt_results[index + 1]) if index + 1 < len(attempt_results) else set()
         for row in iter_result_rows(path):
-            summary.add_spent(row["status"], row.get("input_tokens") or 0, row.get("output_tokens") or 0)
+            if row.get("reused_from") is not None:  # billed to the run that asked first
+                summary.add_reused(row.get("input_tokens") or 0, row.get("output_tokens") or 0)
+            else:
+                summary.add_spent(row["status"], row.get("input_tokens") or 0, row.get("output_tokens") or 0)
             if row["id"] in resubmitted:
                 continue
             item = ItemResult(**row)

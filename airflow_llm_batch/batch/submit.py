@@ -28,6 +28,8 @@ from airflow_llm_batch.batch.quota import ChunkLoad, QueueQuota, plan_waves
 from airflow_llm_batch.batch.record_store import RecordStore
 from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
+from airflow_llm_batch.batch.reuse import ReuseLookup, ReuseSettings, request_key
+from airflow_llm_batch.batch.reuse_answers import open_lookup, record_reused, reuse_of_summary
 from airflow_llm_batch.batch.state import JobLayout
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate
@@ -47,6 +49,8 @@ class FirstRound:
     :param requests_in_sql: ``True`` in place or fail, ``None`` when it fits, ``False`` never.
     :param preflight: the request check's settings (on, every rule, by default).
     :param quota: the queue quota the batches go out under, in waves (``quota.py``); none: at once.
+    :param reuse: answer the items asked exactly so before from ``reuse_store`` (``docs/reuse.md``);
+        ``None``: ask every item.
     """
 
     task: str
@@ -64,12 +68,15 @@ class FirstRound:
     prices: PriceTable | None = None
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
     quota: QueueQuota | None = None
+    reuse: ReuseSettings | None = None
+    reuse_store: StoragePath | None = None
 
 
 def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> Manifest:
     """Prepare, check and create the first attempt's batches (re-attaching on a task retry)."""
     spec = round_.spec
-    prepared, estimate, _ = _prepare_first(round_, backend, layout, job_key)
+    prepared, estimate, _, lookup = _prepare_first(round_, backend, layout, job_key)
+    reuse = record_reused(lookup, layout, round_.reuse) if lookup is not None and round_.reuse else None
     manifest = submit_prepared(
         prepared,
         backend=backend,
@@ -86,6 +93,8 @@ def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, j
         log.info("%d chunk(s) wait for capacity under the queue quota (the sensor submits them)", len(manifest.pending))
     if estimate is not None:
         manifest.extra["cost_estimate"] = estimate.to_dict()
+    if reuse is not None:
+        manifest.extra["reuse"] = reuse
     return manifest
 
 
@@ -103,7 +112,7 @@ def plan_first(
     :param waves: the chunk indexes per wave; default: planned under ``round_.quota`` as the waves
         would go if each waited for the one before (one wave without a quota).
     """
-    prepared, estimate, check = _prepare_first(round_, backend, layout, job_key)
+    prepared, estimate, check, _ = _prepare_first(round_, backend, layout, job_key, pin=False)
     if waves is None and round_.quota is not None and not round_.quota.unlimited:
         waves = partial(_planned_waves, round_.spec, round_.quota)
     plan = build_plan(
@@ -126,9 +135,13 @@ def _planned_waves(spec: RequestSpec, quota: QueueQuota, prepared: PreparedJob) 
 
 
 def _prepare_first(
-    round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey
-) -> tuple[PreparedJob, CostEstimate | None, Preflight]:
-    """The checked request files of the first attempt, and their cost estimate (no API call)."""
+    round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey, pin: bool = True
+) -> tuple[PreparedJob, CostEstimate | None, Preflight, ReuseLookup | None]:
+    """The checked request files of the first attempt, their cost estimate (no API call), and the
+    reuse lookup that left out the items it answers (``None`` without ``reuse=``).
+
+    :param pin: record the store's segments the lookup used, for a retry of the task (not in a dry run).
+    """
     spec = round_.spec
     template = PromptTemplate(round_.template) if round_.template is not None else None
     log.info(
@@ -137,7 +150,8 @@ def _prepare_first(
     check = Preflight(backend, spec, round_.preflight)
     if template is not None and round_.body_field is None:
         check.check_template()  # the shape every item's body has, before any item is read
-    prepared = _in_place(round_, backend, layout, job_key)
+    lookup = _reuse_lookup(round_, backend, layout, pin)
+    prepared = _in_place(round_, backend, layout, job_key) if lookup is None else None
     if prepared is None:
         prepared = prepare_chunks(
             round_.read_items(),
@@ -148,12 +162,29 @@ def _prepare_first(
             template=template,
             body_field=round_.body_field,
             preflight=check,
+            reuse=lookup,
         )
     if spec.response_schema is not None:
         with layout.schema_file.open("wb") as stream:
             stream.write(jsonl.dumps(spec.response_schema.schema))
+    if lookup is not None:
+        log.info("%d item(s) answered from the reuse store (reuse=): not submitted", lookup.hits)
     log.info("%d items in %d chunk(s)", prepared.item_count, len(prepared.chunks))
-    return prepared, check_cost(round_, prepared), check
+    return prepared, check_cost(round_, prepared), check, lookup
+
+
+def _reuse_lookup(round_: FirstRound, backend: BatchBackend, layout: JobLayout, pin: bool) -> ReuseLookup | None:
+    """The lookup in the reuse store, when ``reuse=`` asks for one (requests then built in the worker)."""
+    if round_.reuse is None or round_.reuse_store is None:
+        return None
+    if round_.requests_in_sql:
+        raise ConfigurationError(
+            f"{round_.task}: reuse= looks up every request line in the worker, so it cannot go with "
+            "requests_in_sql=True; set requests_in_sql=None (or False)"
+        )
+    schema = round_.spec.response_schema
+    key = request_key(backend.provider, round_.spec.kind.value, schema.schema if schema is not None else None)
+    return open_lookup(layout, round_.reuse_store, round_.reuse, key, pin)
 
 
 def _in_place(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> PreparedJob | None:
@@ -262,4 +293,7 @@ def submit_retry(
         quota=quota,
     )
     manifest.has_schema = bool(summary.get("has_schema"))
+    reuse = reuse_of_summary(summary)
+    if reuse is not None:  # the retried items' answers are stored too
+        manifest.extra["reuse"] = reuse
     return manifest

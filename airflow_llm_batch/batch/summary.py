@@ -31,11 +31,23 @@ class ResultsSummary:
     discarded_items: int = 0
     discarded_input_tokens: int = 0
     discarded_output_tokens: int = 0
+    reused_items: int = 0
+    reused_input_tokens: int = 0
+    reused_output_tokens: int = 0
 
     def add(self, row: ItemResult) -> None:
-        """One final row: counted, and its tokens added."""
+        """One final row: counted, and its tokens added (a reused answer's apart: not billed now)."""
         self.count(row)
-        self.add_spent(row.status, row.input_tokens or 0, row.output_tokens or 0)
+        if row.reused_from is not None:
+            self.add_reused(row.input_tokens or 0, row.output_tokens or 0)
+        else:
+            self.add_spent(row.status, row.input_tokens or 0, row.output_tokens or 0)
+
+    def add_reused(self, input_tokens: int, output_tokens: int) -> None:
+        """An answer taken from the reuse store: its tokens were billed to the run that asked first."""
+        self.reused_items += 1
+        self.reused_input_tokens += input_tokens
+        self.reused_output_tokens += output_tokens
 
     def add_spent(self, status: str, input_tokens: int, output_tokens: int) -> None:
         """One row's tokens; a failed row that reports tokens is a billed answer that was discarded."""
@@ -81,14 +93,16 @@ class ResultsSummary:
         }
 
     def cost(self, provider: str, model: str, prices: PriceTable | None) -> dict[str, Any]:
-        """The summary's ``cost``: every billed token at batch prices, per succeeded item, discarded."""
+        """The summary's ``cost``: every billed token at batch prices, per succeeded item (answered in
+        this run: reused answers cost nothing now), discarded, and what reuse saved."""
         cost = cost_summary(provider, model, self.input_tokens, self.output_tokens, prices)
         return outcome_costs(
             cost,
             model,
             prices,
-            succeeded=self.succeeded,
+            succeeded=self.succeeded - self.reused_items,
             discarded_items=self.discarded_items,
             discarded_input_tokens=self.discarded_input_tokens,
             discarded_output_tokens=self.discarded_output_tokens,
+            reused=(self.reused_items, self.reused_input_tokens, self.reused_output_tokens),
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -80,6 +81,11 @@ class LLMBatchSubmitOperator(BaseOperator):
         in waves: this task creates the first, the sensor the next ones as batches end (see
         ``docs/reliability.md``, "Queue quotas"). ``None`` (default, and no extra): no limit, every
         batch at once.
+    :param reuse: answer the items that ask exactly what they asked in an earlier run from that
+        run's answers instead of submitting them (``docs/reuse.md``): ``True`` (any age), a
+        ``timedelta`` or ``{"max_age": timedelta(days=30)}`` (older answers are asked again).
+        Answers are kept in ``{work_dir}/_reuse/{dag_id}/{task_id}/``; reused rows carry
+        ``reused_from``. ``None`` (default): every item is submitted.
     """
 
     template_fields: Sequence[str] = (
@@ -126,6 +132,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         preflight: bool | Mapping[str, Any] = True,
         dry_run: bool | str = False,
         queue_quota: Mapping[str, Any] | None = None,
+        reuse: bool | timedelta | Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -155,6 +162,7 @@ class LLMBatchSubmitOperator(BaseOperator):
         # ``dry_run`` is a method of BaseOperator (it logs the rendered fields), hence the name.
         self.dry_run_mode = dry_run
         self.queue_quota = dict(queue_quota) if queue_quota is not None else None
+        self.reuse = reuse
         self._check_arguments()
 
     def _check_arguments(self) -> None:
@@ -167,6 +175,10 @@ class LLMBatchSubmitOperator(BaseOperator):
             raise ConfigurationError(f"{self.task_id}: max_cost must be a number of US dollars >= 0")
         if self.on_input_change not in ("fail", "resubmit"):
             raise ConfigurationError(f"{self.task_id}: on_input_change must be 'fail' or 'resubmit'")
+        if self.reuse is not None and not isinstance(self.reuse, bool | timedelta | Mapping):
+            raise ConfigurationError(
+                f"{self.task_id}: reuse must be True, a timedelta or {{'max_age': timedelta}} (docs/reuse.md)"
+            )
         if not isinstance(self.preflight, bool | Mapping):  # its content is checked at execute
             raise ConfigurationError(f"{self.task_id}: preflight must be True, False or a mapping (docs/preflight.md)")
         if self.endpoint is not None:
@@ -197,6 +209,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         from airflow_llm_batch.batch.backends.base import RequestSpec
         from airflow_llm_batch.batch.credentials import credentials_of
         from airflow_llm_batch.batch.preflight import PreflightSettings
+        from airflow_llm_batch.batch.reuse import ReuseSettings
+        from airflow_llm_batch.batch.reuse_answers import store_of
         from airflow_llm_batch.batch.schema import ResponseSchema
         from airflow_llm_batch.batch.state import JobLayout
         from airflow_llm_batch.batch.submit import FirstRound, plan_first, submit_first
@@ -235,6 +249,9 @@ class LLMBatchSubmitOperator(BaseOperator):
         )
         work_dir = resolve_work_dir(self.work_dir, hook, getattr(self, "executor", None))
         layout = JobLayout.for_job(work_dir, job_key, attempt=1, records=task_state_records(context))
+        reuse = ReuseSettings.coerce(self.reuse, self.task_id)
+        if reuse is not None:
+            first = replace(first, reuse=reuse, reuse_store=store_of(work_dir, job_key))
         if _flag(self.dry_run_mode, "dry_run"):
             plan = plan_first(first, backend, layout, job_key)
             backend.close()
@@ -245,7 +262,11 @@ class LLMBatchSubmitOperator(BaseOperator):
             manifest = submit_first(first, backend, layout, job_key)
         push_console_url(context, backend.provider, manifest.batch_ids)
         backend.close()
-        self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
+        reused = (manifest.extra.get("reuse") or {}).get("items", 0)
+        if manifest.batches or manifest.pending or not reused:
+            self.log.info("Submitted %d item(s) as batch(es) %s", manifest.item_count, ", ".join(manifest.batch_ids))
+        if reused:
+            self.log.info("%d item(s) answered from earlier runs (reuse=), not submitted", reused)
         return manifest.to_dict()
 
     def _execute_retry(self, context: Any) -> dict[str, Any]:

@@ -100,3 +100,26 @@ def _safe(run_id):
     from airflow_llm_batch.batch.records import JobKey
 
     return JobKey("d", "t", run_id).path_parts()[1]
+
+
+def test_reuse_across_nights_with_the_store_in_s3(s3_dag_runner, moto_s3):
+    """``reuse=`` on an object store: night 2 pays only for its changed tickets; the store's segments
+    are in S3, written whole (no temporary name left) and read back by the next night."""
+    from tests.e2e.test_reuse import _changed_on, _tickets
+
+    emulator = s3_dag_runner.emulator
+    emulator.update_scenario(completion_seconds=1.0, item_errors={})
+    all_ids = {t["ticket_id"] for t in _tickets(1)}
+    billed = []
+    for night in (1, 2):
+        before = len(emulator.ledger()["billed"])
+        logical_date, _ = s3_dag_runner.run("e2e_reuse", env={"E2E_NIGHT": str(night)})
+        billed.append(sorted(item["custom_id"] for item in emulator.ledger()["billed"][before:]))
+    assert billed == [sorted(all_ids), sorted(_changed_on(2))]
+    store = moto_s3.path("work/_reuse/e2e_reuse/triage.submit")
+    names = sorted(path.name for path in store.iterdir())
+    assert len(names) == 2 and all(name.startswith("segment-") and name.endswith(".parquet") for name in names)
+    final = s3_dag_runner.job_dir("e2e_reuse", logical_date, task_id="triage.submit").parent / "final" / "final.jsonl"
+    rows = [json.loads(line) for line in final.read_text().splitlines()]
+    assert sorted(r["id"] for r in rows) == sorted(all_ids)
+    assert {r["id"] for r in rows if r["reused_from"]} == all_ids - _changed_on(2)
