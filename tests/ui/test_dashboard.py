@@ -93,6 +93,13 @@ def test_the_api_gives_both_runs_to_the_admin_and_nothing_to_a_user_without_righ
 
 def _show(browser: Browser, dag_id: str, run_ids: list[str]) -> tuple[str, int, int]:
     """Pick a DAG in the page's selector; its text, rows and trend points once its runs are drawn."""
+    # The page fills the selector from its API after loading: picking a DAG before its option is
+    # there selects nothing (seen under load on the oldest line).
+    browser.wait_for(
+        f"(() => {{ const s = {FRAME}.getElementById('dag');"
+        f" return !!s && [...s.options].some((o) => o.value === {dag_id!r}); }})()",
+        what=f"{dag_id} in the page's selector",
+    )
     browser.evaluate(
         f"(() => {{ const d = {FRAME}, s = d.getElementById('dag'); s.value = {dag_id!r};"
         " s.dispatchEvent(new d.defaultView.Event('change')); return true; })()"
