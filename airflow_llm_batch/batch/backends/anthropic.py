@@ -35,7 +35,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_llm_batch.batch import jsonl
@@ -264,7 +264,7 @@ def parse_result_line(line: str | bytes) -> RawOutcome:
             error_message="malformed result line",
         )
     if result_type == "succeeded":
-        return _succeeded(custom_id, result.get("message") or {})
+        return message_outcome(custom_id, result.get("message") or {})
     if result_type == "errored":
         return _errored(custom_id, result.get("error") or {})
     error_type, message = _NOT_RUN.get(
@@ -273,7 +273,9 @@ def parse_result_line(line: str | bytes) -> RawOutcome:
     return RawOutcome(custom_id=custom_id, succeeded=False, error_type=error_type, error_message=message)
 
 
-def _succeeded(custom_id: str, message: dict[str, Any]) -> RawOutcome:
+def message_outcome(custom_id: str, message: Mapping[str, Any]) -> RawOutcome:
+    """The row of an answered Messages request (a refusal is a ``content_filtered`` failure); Bedrock's
+    Claude records carry the same message."""
     usage = message.get("usage") or {}
     stop_reason = message.get("stop_reason")
     outcome = RawOutcome(

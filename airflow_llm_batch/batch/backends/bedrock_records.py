@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
-from airflow_llm_batch.batch.backends.anthropic import DEFAULT_MAX_TOKENS, message_text
+from airflow_llm_batch.batch.backends.anthropic import DEFAULT_MAX_TOKENS, message_outcome
 from airflow_llm_batch.batch.records import ErrorType, Kind, RawOutcome
 from airflow_llm_batch.batch.schema import ResponseSchema
 
@@ -129,7 +129,7 @@ def parse_record(line: str | bytes, kind: Kind) -> RawOutcome:
         return _errored(record_id, error)
     if kind is Kind.EMBEDDING:
         return _embedding(record_id, output)
-    return _message(record_id, output)
+    return message_outcome(record_id, output)
 
 
 def _errored(record_id: str, error: Any) -> RawOutcome:
@@ -164,25 +164,6 @@ def _embedding(record_id: str, output: Mapping[str, Any]) -> RawOutcome:
     return RawOutcome(
         record_id, True, embedding=values, input_tokens=_int(output.get("inputTextTokenCount")), output_tokens=0
     )
-
-
-def _message(record_id: str, message: Mapping[str, Any]) -> RawOutcome:
-    usage = message.get("usage") or {}
-    stop_reason = message.get("stop_reason")
-    outcome = RawOutcome(
-        custom_id=record_id,
-        succeeded=True,
-        text=message_text(list(message.get("content") or [])),
-        model=message.get("model"),
-        input_tokens=usage.get("input_tokens"),
-        output_tokens=usage.get("output_tokens"),
-        finish_reason=stop_reason,
-    )
-    if stop_reason == "refusal":
-        outcome.succeeded = False
-        outcome.error_type = ErrorType.CONTENT_FILTERED
-        outcome.error_message = "the model declined to answer (stop_reason 'refusal')"
-    return outcome
 
 
 def _int(value: Any) -> int:
