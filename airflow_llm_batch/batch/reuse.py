@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import struct
+import sys
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 _BUCKETS = 1 << 8  # the top 8 bits of a key pick its bucket while the index is built
 _NULL_REUSED_FROM = b'"reused_from":null}'
-_first_word = struct.Struct("<Q").unpack_from  # a fingerprint's first 8 bytes: its key
 _blake2b = hashlib.blake2b
 
 
@@ -87,10 +86,13 @@ class Fingerprints:
     """The fingerprint of one request line: ``blake2b(line, digest_size=16, key=request_key)``."""
 
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # A keyed hash's state after the key, copied per line: cheaper than keying a new one.
+        self._keyed = _blake2b(digest_size=16, key=key)
 
     def __call__(self, line: bytes) -> bytes:
-        return _blake2b(line, digest_size=16, key=self._key).digest()
+        hasher = self._keyed.copy()
+        hasher.update(line)
+        return hasher.digest()
 
 
 class ReuseIndex:
@@ -106,10 +108,10 @@ class ReuseIndex:
 
     def __init__(self, segments: list[Segment]) -> None:
         self.segments = [segment for segment in segments if _readable(segment)]
-        self.directory = array("Q", bytes(8 * (_BUCKETS + 1)))
+        self.directory: array[int] = array("Q", [0]) * (_BUCKETS + 1)
         self.shift = 64 - 8
-        self.keys = array("Q")
-        self.rows = array("I")
+        self.keys: array[int] = array("Q")
+        self.rows: array[int] = array("I")
         self.total_rows = 0
         self._build()
         self.taken = bytearray((self.total_rows + 7) // 8)
@@ -134,8 +136,8 @@ class ReuseIndex:
             total += counts[bucket]
         directory[_BUCKETS] = total
         self.total_rows = total
-        self.keys = array("Q", bytes(8 * total))
-        self.rows = array("I", bytes(4 * total))
+        self.keys = _zeroed("Q", total)
+        self.rows = _zeroed("I", total)
         self._place()
         self._sort_buckets()
 
@@ -167,7 +169,7 @@ class ReuseIndex:
 
         bits = min(max(self.total_rows.bit_length() - 4, 8), 16)
         shift, coarse = 64 - bits, self.directory
-        directory, filled = array("Q", bytes(8 * ((1 << bits) + 1))), 0
+        directory, filled = _zeroed("Q", (1 << bits) + 1), 0
         keys_view, rows_view = memoryview(self.keys), memoryview(self.rows)
         for bucket in range(_BUCKETS):
             low, high = coarse[bucket], coarse[bucket + 1]
@@ -189,6 +191,18 @@ class ReuseIndex:
         for empty in range(filled, (1 << bits) + 1):
             directory[empty] = self.total_rows
         self.directory, self.shift = directory, shift
+
+
+def _zeroed(code: Literal["Q", "I"], count: int) -> array[int]:
+    """``count`` zeroed words, allocated once, without a temporary of their size.
+
+    ``array(code, bytes(n))`` first made an ``n``-byte ``bytes`` and let it go. Freeing a block of
+    megabytes that ``malloc`` had mapped raises glibc's threshold for mapping blocks (``mallopt(3)``:
+    M_MMAP_THRESHOLD is dynamic), and every later block below that size then came from the heap,
+    which fragments and is not given back: the Submit task's peak grew with the store's size well
+    beyond the index itself (1M answers: 16 MB more than 200,000, of which 10 MB was the index).
+    """
+    return array(code, [0]) * count
 
 
 def _runs(keys: Any, shift: int = 64 - 8) -> list[tuple[int, int]]:
@@ -230,6 +244,7 @@ class ReuseLookup:
         self.store = store
         self.settings = settings
         self.key = key
+        self._keyed = _blake2b(digest_size=16, key=key)
         self.closed = False
         segments = list_segments(store, settings.max_age_seconds)
         if pinned is not None:
@@ -251,11 +266,19 @@ class ReuseLookup:
         answer is then taken: one answer serves one item)."""
         if self.closed:
             raise RuntimeError("this reuse lookup ended when its reused rows were written")
-        index, request_key_, key_of, blake2b = self.index, self.key, _first_word, _blake2b
+        index, keyed = self.index, self._keyed
         directory, shift, keys, rows, taken = index.directory, index.shift, index.keys, index.rows, index.taken
-        answered = []
+        digests = []
         for line in lines:
-            key = key_of(blake2b(line, digest_size=16, key=request_key_).digest())[0]
+            hasher = keyed.copy()
+            hasher.update(line)
+            digests.append(hasher.digest())
+        # Each 16-byte digest is two little-endian words; its key is the first (one C call for all).
+        words = array("Q", b"".join(digests))
+        if sys.byteorder != "little":
+            words.byteswap()
+        answered = []
+        for key in words[::2]:
             bucket = key >> shift
             high = directory[bucket + 1]
             at = bisect_left(keys, key, directory[bucket], high)

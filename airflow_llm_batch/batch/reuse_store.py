@@ -132,7 +132,7 @@ def iter_column(segment: Segment, column: str) -> Iterator[Any]:
     with segment.path.open("rb") as stream:
         parquet = pq.ParquetFile(stream)
         for group in range(parquet.num_row_groups):
-            yield parquet.read_row_group(group, columns=[column]).column(0).combine_chunks()
+            yield parquet.read_row_group(group, columns=[column], use_threads=False).column(0).combine_chunks()
 
 
 def write_segment(
