@@ -1,4 +1,4 @@
-"""Housekeeping of the work dir: remove the folders of old DAG runs.
+"""Housekeeping of the work dir: remove the folders of old DAG runs, and old answers of the reuse store.
 
 Every run of an LLM step leaves its requests, state and results under
 ``{work dir}/{dag_id}/{run_id}/``; nothing removes them, so a nightly DAG adds a folder a night.
@@ -10,7 +10,11 @@ maintenance DAG (``@task``) or a shell; it lists folders, so it is never part of
 What it keeps: a run younger than ``MIN_AGE_DAYS``, however asked. A step waiting on its batches
 writes nothing while it waits (a batch may run 24 hours at OpenAI and Anthropic, and a Gemini batch
 48), and its Results task and retry rounds still need every file of the run. Folders whose name
-starts with ``_`` (stores shared across runs) are never touched.
+starts with ``_`` (stores shared across runs) are never touched by it.
+
+:func:`purge_reuse_segments` removes the reuse store's segments (``docs/reuse.md``) whose answers were
+stored more than ``older_than_days`` ago: a run reads no answer older than its ``reuse=`` max age,
+so a segment past the largest max age of the DAG's steps is dead weight.
 """
 
 from __future__ import annotations
@@ -88,6 +92,66 @@ def purge_old_runs(
     return report
 
 
+def purge_reuse_segments(
+    work_dir: Any,
+    older_than_days: float,
+    *,
+    dag_id: str | None = None,
+    dry_run: bool = False,
+    now: float | None = None,
+) -> PurgeReport:
+    """Remove the reuse store's segments (``{work dir}/_reuse/{dag_id}/{task_id}/``) stored more than
+    ``older_than_days`` ago.
+
+    A segment's age is when its answers were stored (its metadata); a segment that cannot be read
+    goes by its file's time. Half-written segments (``.tmp-*``, left by a Results task that died
+    while writing) older than ``MIN_AGE_DAYS`` go too.
+
+    :param work_dir: the work dir, as for :func:`purge_old_runs`.
+    :param older_than_days: remove answers stored longer ago than this. Give at least the largest
+        ``reuse=`` max age of the steps that share the store, or their answers are asked (and paid
+        for) again.
+    :param dag_id: only this DAG's stores (default: every DAG's).
+    :param dry_run: list what would be removed, remove nothing.
+    :param now: the current time (Unix seconds), for tests.
+    """
+    from airflow_llm_batch.batch.reuse_store import SEGMENT_PREFIX, SEGMENT_SUFFIX, segment_stored_at
+
+    if older_than_days <= 0:
+        raise ValueError(f"older_than_days must be positive, not {older_than_days}")
+    now = time.time() if now is None else now
+    cutoff, cutoff_temporary = now - older_than_days * DAY_SECONDS, now - MIN_AGE_DAYS * DAY_SECONDS
+    report = PurgeReport(dry_run=dry_run)
+    stores = _open(work_dir) / "_reuse"
+    for dag_folder in _folders(stores, skip_shared=False):
+        if dag_id is not None and dag_folder.name != dag_id:
+            continue
+        for task_folder in _folders(dag_folder, skip_shared=False):
+            for path in sorted(task_folder.iterdir(), key=lambda child: child.name):
+                name = path.name
+                if name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX):
+                    old = segment_stored_at(path) < cutoff
+                elif name.startswith(".tmp-"):
+                    old = float(path.stat().st_mtime) < cutoff_temporary
+                else:
+                    continue
+                if not old:
+                    report.kept += 1
+                    continue
+                report.removed.append(str(path))
+                if not dry_run:
+                    path.unlink()
+    log.info(
+        "%s %d reuse store file(s) under %s stored more than %g days ago; kept %d",
+        "Would remove" if dry_run else "Removed",
+        len(report.removed),
+        stores,
+        older_than_days,
+        report.kept,
+    )
+    return report
+
+
 def _open(work_dir: Any) -> Any:
     if isinstance(work_dir, str):
         from airflow_llm_batch.work_dir import open_work_dir
@@ -101,11 +165,12 @@ def _open(work_dir: Any) -> Any:
     return path
 
 
-def _folders(path: Any) -> Iterator[Any]:
+def _folders(path: Any, skip_shared: bool = True) -> Iterator[Any]:
+    """The folders in ``path``; without those whose name starts with ``_`` unless ``skip_shared`` is false."""
     if not path.exists():
         return
     for child in path.iterdir():
-        if child.is_dir() and not child.name.startswith("_"):
+        if child.is_dir() and not (skip_shared and child.name.startswith("_")):
             yield child
 
 

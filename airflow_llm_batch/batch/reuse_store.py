@@ -115,6 +115,19 @@ def _read_footer(path: Any) -> Segment | None:
         return None
 
 
+def segment_stored_at(path: Any) -> float:
+    """When a segment's answers were stored: its metadata's time, or, for a segment that cannot be
+    read, the file's own time (housekeeping, ``maintenance.purge_reuse_segments``)."""
+    import pyarrow.parquet as pq
+
+    try:
+        with path.open("rb") as stream:
+            metadata = pq.ParquetFile(stream).schema_arrow.metadata or {}
+        return float(metadata[b"stored_at"].decode())
+    except Exception:
+        return float(path.stat().st_mtime)
+
+
 def warn_unreadable(path: Any, err: BaseException) -> None:
     log.warning(
         "Reuse store segment %s cannot be read (%s: %s); its answers are not reused and those items are "
