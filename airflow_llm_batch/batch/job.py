@@ -36,8 +36,17 @@ from airflow_llm_batch.batch.records import JobKey
 from airflow_llm_batch.batch.state import JobLayout, JobState, check_fingerprint
 from airflow_llm_batch.batch.storage import uri_of
 from airflow_llm_batch.batch.waves import SUBMITTED, ChunkRecords, record_chunks, submit_wave
+from airflow_llm_batch.exceptions import ConfigurationError
 
 log = logging.getLogger(__name__)
+
+
+def check_chunks(backend: BatchBackend, prepared: PreparedJob) -> None:
+    """Refuse, before any API call, chunks the provider would refuse as a job (a Bedrock chunk under
+    its minimum): creating the earlier chunks first would pay for a job that cannot finish."""
+    problems = backend.chunk_problems(prepared.chunks)
+    if problems:
+        raise ConfigurationError(" ".join(problems))
 
 
 def submit_prepared(
@@ -63,6 +72,7 @@ def submit_prepared(
 
     :param quota: the queue quota the waves are planned under (``batch/quota.py``); none: one wave.
     """
+    check_chunks(backend, prepared)
     with WriterLease(layout.lease_file, job_key.as_string()) as lease:
         state = JobState.load(layout.record_store)
         if lease.waited:

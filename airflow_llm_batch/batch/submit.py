@@ -18,7 +18,7 @@ from typing import Any
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.backends.base import BatchBackend, InPlaceRequests, PreparedJob, RequestSpec
-from airflow_llm_batch.batch.job import submit_prepared
+from airflow_llm_batch.batch.job import check_chunks, submit_prepared
 from airflow_llm_batch.batch.manifest import Manifest
 from airflow_llm_batch.batch.plan import DryRunPlan, build_plan, write_plan
 from airflow_llm_batch.batch.preflight import Preflight, PreflightSettings
@@ -113,6 +113,7 @@ def plan_first(
         would go if each waited for the one before (one wave without a quota).
     """
     prepared, estimate, check, _ = _prepare_first(round_, backend, layout, job_key, pin=False)
+    check_chunks(backend, prepared)
     if waves is None and round_.quota is not None and not round_.quota.unlimited:
         waves = partial(_planned_waves, round_.spec, round_.quota)
     plan = build_plan(
@@ -276,6 +277,17 @@ def submit_retry(
     prepared = backend.retry_in_place(previous.root, job, retryable_ids(failed_items))
     if prepared is None:
         prepared = prepare_retry(previous, failed_items, summary["model"], backend, layout.requests_dir)
+    problems = backend.chunk_problems(prepared.chunks)
+    if problems:
+        # A round the provider would refuse as a whole sends nothing: its items keep the failed
+        # rows of the attempt before (a Bedrock round of fewer than 100 records, for one).
+        log.warning(
+            "Attempt %d: not resubmitting the %d retryable item(s); they stay failed with their last error. %s",
+            attempt,
+            prepared.item_count,
+            " ".join(problems),
+        )
+        prepared = PreparedJob((), 0, prepared.fingerprint)
     log.info("Attempt %d: resubmitting %d item(s) that failed with a retryable error", attempt, prepared.item_count)
     if summary.get("has_schema"):
         with previous.schema_file.open("rb") as source, layout.schema_file.open("wb") as target:

@@ -20,6 +20,7 @@ from airflow_llm_batch.batch.job import JobLayout
 from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.retry import prepare_retry
 from airflow_llm_batch.batch.schema import ResponseSchema
+from airflow_llm_batch.batch.submit import submit_retry
 from airflow_llm_batch.exceptions import ConfigurationError
 from tests.integration.harness import KEY, collect_rows, items, submit_items, wait_for
 from tests.integration.test_waves import run_waves
@@ -262,3 +263,51 @@ def test_a_retry_round_resends_exactly_the_retryable_records(emulator, tmp_path)
     out = JobLayout.for_job(tmp_path, KEY, 2).requests_dir
     prepared = prepare_retry(layout, layout.results_dir / "failed_items.jsonl", CLAUDE, backend, out)
     assert prepared.item_count == len(retryable)  # the records are found by their recordId
+
+
+RETRY_KEY = JobKey("dag", "retry_1_submit", "run")
+
+
+def _creates_and_uploads(emulator) -> list[dict]:
+    return [r for r in emulator.requests("bedrock") if r["method"] in ("POST", "PUT")]
+
+
+def test_a_last_chunk_under_the_minimum_is_refused_before_the_first_chunk_is_created(emulator, tmp_path, caplog):
+    # 12 items in chunks of 10: the second would hold 2 records, under Bedrock's minimum (here 5).
+    backend = BedrockBackend(
+        _backend(emulator).config, limits=BedrockBackend.default_limits.with_overrides({"max_requests": 10})
+    )
+    before = len(_creates_and_uploads(emulator))  # the bucket the fixture made
+    with pytest.raises(
+        ConfigurationError, match=r"chunk 1: 2 record\(s\).*'max_requests': 6\}.* 2 chunk\(s\) of at least 6"
+    ):
+        submit_items(backend, tmp_path, items(12), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    assert len(_creates_and_uploads(emulator)) == before  # neither chunk's records uploaded, no job created
+
+    # As the message says: the same items in chunks of 6 run.
+    even = BedrockBackend(
+        _backend(emulator).config, limits=BedrockBackend.default_limits.with_overrides({"max_requests": 6})
+    )
+    layout, manifest = submit_items(even, tmp_path / "even", items(12), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    wait_for(even, manifest)
+    _, rows = collect_rows(even, layout, manifest)
+    assert len(manifest.batch_ids) == 2 and sorted(r["id"] for r in rows) == sorted(i["id"] for i in items(12))
+
+
+def test_a_retry_round_under_the_minimum_sends_nothing_and_its_items_stay_failed(emulator, tmp_path, caplog):
+    emulator.update_scenario(item_errors={"rate_limited": 0.3})
+    backend = _backend(emulator)
+    layout, manifest = submit_items(backend, tmp_path, items(30), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    wait_for(backend, manifest)
+    first, _ = collect_rows(backend, layout, manifest)
+    assert 0 < first["retryable"] < 30
+    before = len(_creates_and_uploads(emulator))
+
+    strict = _backend(emulator, min_records=31)  # more than any retry round of this job can hold
+    retry = submit_retry(
+        first, strict, layout.root, layout.results_dir / "failed_items.jsonl", RETRY_KEY, timeout_seconds=3600
+    )
+
+    assert retry.batch_ids == [] and len(_creates_and_uploads(emulator)) == before
+    assert f"not resubmitting the {first['retryable']} retryable item(s)" in caplog.text
+    assert "at least 31 records" in caplog.text

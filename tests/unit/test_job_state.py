@@ -40,6 +40,9 @@ class FakeBackend:
         self.job_lookups = 0
         self.state_at_create: list[dict] = []
 
+    def chunk_problems(self, chunks: list[ChunkFile]) -> list[str]:
+        return []
+
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
         self.state_at_create.append(JobState.load(self.layout.state_file).chunk(chunk.index))
         if chunk.index == self.fail_on:

@@ -242,6 +242,11 @@ class BatchBackend(ABC):
                 f"(expected {family[1]}); set provider_options={{'check_model': False}} to skip this check"
             )
 
+    def chunk_problems(self, chunks: Sequence[ChunkFile]) -> list[str]:
+        """What the provider would refuse about the job's chunks as a whole (e.g. a chunk under a
+        minimum size), checked before the first chunk is created; empty: nothing."""
+        return []
+
     # Talking to the provider ------------------------------------------------------------------
     @abstractmethod
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:

@@ -146,16 +146,47 @@ class BedrockBackend(BatchBackend):
     def prepare_async(self) -> None:
         self.clients.prepare_signing()
 
+    @property
+    def min_records(self) -> int:
+        """The fewest records Bedrock runs a job with (the account's quota, 100 by default)."""
+        return int(self.config.extra.get("min_records") or MIN_RECORDS)
+
+    def chunk_problems(self, chunks: Sequence[ChunkFile]) -> list[str]:
+        """Every chunk under the minimum, with the ``max_requests`` that would split the model's
+        items evenly (checked before the first create: Bedrock would only fail that job in
+        validation, after the jobs of the earlier chunks were created and paid for)."""
+        minimum = self.min_records
+        short = [chunk for chunk in chunks if chunk.count < minimum]
+        if not short:
+            return []
+        problems = []
+        for model in sorted({chunk.model for chunk in short}):
+            of_model = [chunk for chunk in chunks if chunk.model == model]
+            items, most = sum(chunk.count for chunk in of_model), max(chunk.count for chunk in of_model)
+            counts = ", ".join(f"chunk {c.index}: {c.count}" for c in of_model if c.count < minimum)
+            problem = (
+                f"bedrock: {counts} record(s) of model {model}; Bedrock runs a batch job only with at least "
+                f"{minimum} records ('Minimum number of records per batch inference job')."
+            )
+            even = -(-items // most)  # as few chunks as the limits allow, the items shared evenly
+            if items < minimum:
+                problem += f" The job has {items} item(s) for this model: send at least {minimum}."
+            elif items // even >= minimum:
+                problem += (
+                    f" Split the {items} items evenly: provider_limits={{'max_requests': {-(-items // even)}}} "
+                    f"makes {even} chunk(s) of at least {items // even}."
+                )
+            else:
+                problem += f" Raise provider_limits max_requests: {items} items cannot make chunks of {minimum}."
+            problems.append(problem)
+        return problems
+
     # Talking to the provider ----------------------------------------------------------------------
     def submit_chunk(self, chunk: ChunkFile, spec: RequestSpec, job_key: JobKey) -> str:
         """Upload the chunk's records, then create its job, named and tagged with the job key."""
-        minimum = int(self.config.extra.get("min_records") or MIN_RECORDS)
-        if chunk.count < minimum:
-            raise ConfigurationError(
-                f"bedrock: chunk {chunk.index} holds {chunk.count} records; Bedrock runs a batch job only with at "
-                f"least {minimum} ('Minimum number of records per batch inference job'). Send at least {minimum} "
-                "items, or lower provider_limits max_requests so that chunks split evenly."
-            )
+        problems = self.chunk_problems([chunk])  # the job's chunks were checked together before
+        if problems:
+            raise ConfigurationError(problems[0])
         bucket, key, output_uri = self.locations(job_key, chunk.index)
         token = hashlib.sha256(f"{job_key.as_string()}|{chunk.index}|".encode())
         with chunk.path.open("rb") as stream:  # streamed twice: hashed here, uploaded below
