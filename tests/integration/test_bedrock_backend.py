@@ -311,3 +311,6 @@ def test_a_retry_round_under_the_minimum_sends_nothing_and_its_items_stay_failed
     assert retry.batch_ids == [] and len(_creates_and_uploads(emulator)) == before
     assert f"not resubmitting the {first['retryable']} retryable item(s)" in caplog.text
     assert "at least 31 records" in caplog.text
+    # The round's Results task has nothing to collect and asks the provider nothing.
+    second, rows = collect_rows(strict, JobLayout(layout.root.parent / "attempt-2"), retry)
+    assert second["items"] == 0 and rows == [] and len(_creates_and_uploads(emulator)) == before
