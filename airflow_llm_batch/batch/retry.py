@@ -53,7 +53,25 @@ def prepare_retry(
                     writer.add(model, custom_id, user_ids[custom_id], line)
                     count += 1
     chunks, fingerprint = writer.finish()
+    missing = sum(map(len, wanted.values())) - count
+    if missing:
+        # Not an error that would stop the round: those items keep their failed rows, and the
+        # others are retried. But never silent: it means the previous attempt's files disagree.
+        found = {_custom_id_of(line) for chunk in chunks for line in _lines_of(chunk.path)}
+        some = sorted(cid for ids in wanted.values() for cid in ids if cid not in found)[:5]
+        log.warning(
+            "%d retryable item(s) have no request line in the previous attempt's chunk files (%s) and are "
+            "not resubmitted; they keep their failed rows. Custom ids: %s",
+            missing,
+            uri_of(previous.root),
+            ", ".join(some),
+        )
     return PreparedJob(chunks=chunks, item_count=count, fingerprint=fingerprint)
+
+
+def _lines_of(path: StoragePath) -> Iterator[bytes]:
+    with path.open("rb") as stream:
+        yield from jsonl.iter_lines(stream)
 
 
 def _custom_id_of(line: bytes) -> str:

@@ -9,6 +9,7 @@ fault-matrix rows on Bedrock (lost create response, expiry, item errors, the job
 from __future__ import annotations
 
 import asyncio
+import json
 
 import boto3
 import pytest
@@ -314,3 +315,24 @@ def test_a_retry_round_under_the_minimum_sends_nothing_and_its_items_stay_failed
     # The round's Results task has nothing to collect and asks the provider nothing.
     second, rows = collect_rows(strict, JobLayout(layout.root.parent / "attempt-2"), retry)
     assert second["items"] == 0 and rows == [] and len(_creates_and_uploads(emulator)) == before
+
+
+def test_retryable_items_without_a_request_line_are_named_and_the_others_retried(emulator, tmp_path, caplog):
+    emulator.update_scenario(item_errors={"rate_limited": 0.4})
+    backend = _backend(emulator)
+    layout, manifest = submit_items(backend, tmp_path, items(30), RequestSpec(model=CLAUDE, kind=Kind.CHAT), KEY)
+    wait_for(backend, manifest)
+    collect_rows(backend, layout, manifest)
+    failed = [json.loads(line) for line in (layout.results_dir / "failed_items.jsonl").read_text().splitlines()]
+    retryable = sorted(row["custom_id"] for row in failed if row["retryable"])
+    assert len(retryable) >= 2
+    lost = retryable[0]  # its request line disappears from the first attempt's chunk file
+    chunk = layout.chunk_file(0)
+    kept = [line for line in chunk.read_bytes().splitlines() if f'"recordId":"{lost}"'.encode() not in line]
+    chunk.write_bytes(b"\n".join(kept) + b"\n")
+
+    out = JobLayout.for_job(tmp_path, KEY, 2).requests_dir
+    prepared = prepare_retry(layout, layout.results_dir / "failed_items.jsonl", CLAUDE, backend, out)
+
+    assert prepared.item_count == len(retryable) - 1
+    assert "1 retryable item(s) have no request line" in caplog.text and lost in caplog.text
