@@ -73,8 +73,8 @@ function trend(rows) {
   svg.innerHTML = `<line x1="${pad}" y1="${y(0)}" x2="${w - pad}" y2="${y(0)}" stroke="#cbd5e0"/>`
     + `<line x1="${pad}" y1="${y(1)}" x2="${w - pad}" y2="${y(1)}" stroke="#edf2f7"/>`
     + `<text x="4" y="${y(1) + 4}" font-size="10">100%</text><text x="4" y="${y(0) + 4}" font-size="10">0%</text>`
-    + line(rows.map((r) => (r.cost || 0) / top), "#dd6b20", "6 4")
     + line(rows.map((r) => r.success_rate ?? 0), "#3182ce", "")
+    + line(rows.map((r) => (r.cost || 0) / top), "#dd6b20", "6 4")
     + rows.map((r, i) => `<text x="${x(i)}" y="${h - 6}" font-size="10" text-anchor="middle">${
       esc((r.logical_date || r.run_id).slice(5, 16).replace("T", " "))}</text>`).join("");
 }

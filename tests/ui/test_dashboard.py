@@ -124,6 +124,9 @@ def test_the_view_in_the_ui_shows_both_runs_and_flags_a_tripped_gate(chromium, u
         gated, gated_rows, _ = _show(browser, GATES_DAG_ID, ["ui_gated_run"])
         flagged = browser.evaluate(f"{FRAME}.querySelector('#steps .warn')?.title")
         text, rows, points = _show(browser, DAG_ID, [RUN_ID, FAILING_RUN_ID])
+        strokes = browser.evaluate(
+            f"[...{FRAME}.querySelectorAll('#trend polyline')].map((p) => p.getAttribute('stroke'))"
+        )
         frame_src = str(browser.evaluate("document.querySelector('iframe').src"))
         time.sleep(1.0)  # let the last repaint land before the screenshot
         shot = browser.screenshot(tmp_path / "ui-llm-batches.png")
@@ -132,6 +135,9 @@ def test_the_view_in_the_ui_shows_both_runs_and_flags_a_tripped_gate(chromium, u
     assert frame_src == f"{ui_stack.url}/llm-batches/" and RUN_ID in text and FAILING_RUN_ID in text
     assert "100.0%" in text and "invalid_request: " in text and "$0." in text
     assert (gated_rows, rows, points) == (1, 2, 4), text  # the trend: two lines of two runs
+    # The cost's dashed line is drawn after (over) the success rate's solid one: where the two
+    # coincide, as they do when cost follows successes, the cost line still shows.
+    assert strokes == ["#3182ce", "#dd6b20"]
     assert "min_success_rate (warn)" in gated and "max_batch_age (warn)" in gated
     assert flagged.startswith("success rate ") and "below min_success_rate 95.0%" in flagged
     assert shot.stat().st_size > 20_000
