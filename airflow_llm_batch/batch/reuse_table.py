@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import random
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -52,6 +53,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 _ROWS_PER_GROUP = 16_384
 _PAGE_ROWS = 50_000
+_CONFLICT_TRIES = 5  # a cancelled transaction is run again up to this many times in all
+_CONFLICT_WAIT = 2.0  # seconds before the second try, doubling (with jitter) after that
 _SAME = {"INT64": "INTEGER", "BOOL": "BOOLEAN", "FLOAT64": "FLOAT"}
 
 
@@ -217,8 +220,27 @@ class ReuseTable:
             f"DROP TABLE IF EXISTS `{staging}`;"
         )
         parameters = [*self._parameters([]), bigquery.ScalarQueryParameter("label", "STRING", reused_from)]
-        self.client().query(script, job_config=bigquery.QueryJobConfig(query_parameters=parameters)).result()
+        self._run_replacing(script, bigquery.QueryJobConfig(query_parameters=parameters))
         return stored
+
+    def _run_replacing(self, script: str, config: Any) -> None:
+        """Run the delete-and-insert transaction, again after a short wait when BigQuery cancelled it
+        for another writer's transaction on the table (two Results tasks finishing together):
+        BigQuery lets one transaction at a time mutate a table's rows and cancels a conflicting
+        one ("Could not serialize access to table ... due to concurrent update"); the staged rows
+        are still there, so running the script again is safe."""
+        for attempt in range(_CONFLICT_TRIES):
+            try:
+                self.client().query(script, job_config=config).result()
+                return
+            except Exception as err:
+                if "concurrent update" not in str(err).lower() or attempt == _CONFLICT_TRIES - 1:
+                    raise
+                delay = _CONFLICT_WAIT * (2**attempt) * (0.5 + random.random())
+                log.info(
+                    "The reuse table %s is being written by another task; trying again in %.0f s", self.table, delay
+                )
+                time.sleep(delay)
 
     def _create_if_missing(self) -> None:
         """Create the table (clustered by ``dag_id, task_id``: a lookup reads one task's rows), or

@@ -182,3 +182,27 @@ def test_a_submit_retry_leaves_out_exactly_what_its_first_try_did(settings, tmp_
     assert first_try.reused_all(lines) == retry.reused_all(lines) == [True, False]
     retry.write_reused(tmp_path / "reused.jsonl")
     assert [r["id"] for r in jsonl.read_jsonl(tmp_path / "reused.jsonl")] == ["a"]
+
+
+def test_concurrent_runs_each_store_their_own_rows(settings, tmp_path):
+    import threading
+
+    errors = []
+
+    def store(night: int) -> None:
+        try:
+            items = {f"n{night}-{i}": f"text {i}" for i in range(20)}
+            _table(settings).write(f"night-{night}/attempt-1", _answers(items))
+        except Exception as err:  # pragma: no cover - reported by the assertion below
+            errors.append(err)
+
+    threads = [threading.Thread(target=store, args=(night,)) for night in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert _count(settings) == 80 and _count(settings, "reused_from = 'night-2/attempt-1'") == 20
+    lines = [_line(f"n{night}-{i}", f"text {i}") for night in range(4) for i in range(20)]
+    found, rows = _reused(_table(settings), lines, tmp_path)
+    assert all(found) and len(rows) == 80

@@ -160,3 +160,31 @@ def test_llm_batch_step_passes_its_sink_to_final_where_a_reuse_table_finds_it():
     assert dag.task_dict["triage.final"].sink is sink
     table = dag.task_dict["triage.submit"]._reuse_table("ds.llm_batch_reuse", JOB)
     assert (table.table, table.conn_id) == ("proj.ds.llm_batch_reuse", "bq")
+
+
+def test_a_transaction_cancelled_for_another_writer_is_run_again(monkeypatch):
+    import airflow_llm_batch.batch.reuse_table as reuse_table
+    from airflow_llm_batch.io.bigquery import GoogleSettings
+
+    class Client:  # what BigQuery does when two transactions mutate one table: cancels one
+        def __init__(self, conflicts: int) -> None:
+            self.conflicts, self.runs = conflicts, 0
+
+        def query(self, script, job_config):
+            self.runs += 1
+            if self.runs <= self.conflicts:
+                raise RuntimeError("Could not serialize access to table p.d.t due to concurrent update")
+            return self
+
+        def result(self):
+            return []
+
+    monkeypatch.setattr(reuse_table, "_CONFLICT_WAIT", 0.0)
+    table = reuse_table.ReuseTable(GoogleSettings(project="p"), "p.d.t", "dag", "task")
+    table._client = Client(conflicts=2)
+    table._run_replacing("BEGIN TRANSACTION; ...", None)
+    assert table._client.runs == 3
+    table._client = Client(conflicts=99)
+    with pytest.raises(RuntimeError, match="concurrent update"):
+        table._run_replacing("BEGIN TRANSACTION; ...", None)
+    assert table._client.runs == reuse_table._CONFLICT_TRIES
