@@ -136,7 +136,7 @@ def segment_stored_at(path: Any) -> float:
 def warn_unreadable(path: Any, err: BaseException) -> None:
     log.warning(
         "Reuse store segment %s cannot be read (%s: %s); its answers are not reused and those items are "
-        "submitted again. Delete the file to silence this warning.",
+        "submitted again. Delete the file (or the table's rows) to silence this warning.",
         uri_of(path),
         type(err).__name__,
         err,

@@ -149,8 +149,14 @@ class ReuseTable:
             raise ValueError(f"the reuse table has no column {column!r} to read")
 
     def _segment_keys(self, segment: Segment) -> Any:
+        if isinstance(self._keys, Exception):  # one failed query, not one per segment
+            raise self._keys
         if self._keys is None:  # every listed segment's keys at once, in the segments' order
-            self._load_keys()
+            try:
+                self._load_keys()
+            except Exception as err:
+                self._keys = err
+                raise
         start, many = self._starts.get(segment.reused_from, (0, 0))
         return self._keys.slice(start, many)  # fewer than listed: ``_readable`` leaves it out
 
