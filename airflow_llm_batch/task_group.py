@@ -29,6 +29,7 @@ def llm_batch_step(
     max_batch_age: Any = None,
     on_gate_breach: str = "fail",
     allow_failed_batches: bool = False,
+    sink: Any = None,
     **submit_kwargs: Any,
 ) -> TaskGroup:
     """Build the step inside the current DAG; ``group >> downstream`` waits for ``final``.
@@ -51,6 +52,9 @@ def llm_batch_step(
     :param allow_failed_batches: a batch that failed as a whole (validation, billing) gives its items
         permanent failed rows; the rounds and the final output go on, and ``final`` then fails naming
         the batches unless this is ``True``.
+    :param sink: also write the final rows (one per input id) to a table, e.g.
+        ``BigQuerySink("project.dataset.labels")``; with it, ``reuse={"table": ...}`` keeps the
+        answers in BigQuery through the sink's connection (``docs/reuse.md``).
     :param submit_kwargs: passed to the first ``LLMBatchSubmitOperator`` (items, model, prompt...).
         ``conn_id``, ``provider_limits``, ``queue_quota``, ``work_dir`` and ``timeout`` also apply to
         the retries. ``reuse=`` (``docs/reuse.md``) answers unchanged items from earlier runs: the
@@ -111,5 +115,6 @@ def llm_batch_step(
             max_batch_age=max_batch_age,
             on_gate_breach=on_gate_breach,
             allow_failed_batches=allow_failed_batches,
+            sink=sink,
         )
     return group

@@ -76,6 +76,7 @@ def finish_results(
     gates: QualityGates | None = None,
     allow_failed_batches: bool = False,
     late_output_grace: float = DEFAULT_LATE_OUTPUT_GRACE,
+    open_reuse_table: Callable[[Mapping[str, Any]], Any] | None = None,
 ) -> dict[str, Any]:
     """One row per submitted item into ``results.<format>`` (and ``table``); the Results summary.
 
@@ -86,6 +87,7 @@ def finish_results(
     :param allow_failed_batches: else, once every row is written, raise ``BatchFailedError`` naming
         the batches that failed as a whole (their items are permanent failed rows with the reason).
     :param late_output_grace: seconds to re-read a batch whose output is late or short.
+    :param open_reuse_table: opens the BigQuery table of a ``reuse={"table": ...}`` job (``io/``).
     """
     check_cleanup_mode(cleanup)
     layout = JobLayout(path_of(manifest.work_uri))
@@ -119,7 +121,10 @@ def finish_results(
         )
         _log_summary(summary)
         if manifest.extra.get("reuse"):
-            summary["reuse"] = {**summary["reuse"], "stored": store_answers(manifest, layout, rows.path, path_of)}
+            summary["reuse"] = {
+                **summary["reuse"],
+                "stored": store_answers(manifest, layout, rows.path, path_of, open_reuse_table),
+            }
         if table is not None:
             summary["sink"] = _write_table(table, rows.path)
         if cleanup != "never":  # only now: the results file (and table) hold every row

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from airflow_llm_batch.batch import jsonl
 from airflow_llm_batch.batch.reuse_store import Segment, iter_column, list_segments, warn_unreadable
+from airflow_llm_batch.batch.reuse_table import ReuseTable
 from airflow_llm_batch.batch.storage import StoragePath, uri_of
 from airflow_llm_batch.exceptions import ConfigurationError
 
@@ -43,9 +44,12 @@ class ReuseSettings:
     """What ``reuse=`` asked for.
 
     :param max_age_seconds: answers older than this are asked again; ``None``: any age.
+    :param table: keep the answers in this BigQuery table (``reuse_table.py``) instead of the work
+        dir; only with a BigQuery sink, whose connection it uses.
     """
 
     max_age_seconds: float | None = None
+    table: str | None = None
 
     @classmethod
     def coerce(cls, value: Any, task: str = "") -> ReuseSettings | None:
@@ -58,11 +62,15 @@ class ReuseSettings:
         if isinstance(value, timedelta):
             return cls(_seconds(value, where))
         if isinstance(value, Mapping):
-            unknown = sorted(set(value) - {"max_age"})
+            unknown = sorted(set(value) - {"max_age", "table"})
             if unknown:
-                raise ConfigurationError(f"{where}reuse= takes only 'max_age', not {', '.join(map(repr, unknown))}")
-            age = value.get("max_age")
-            return cls(None if age is None else _seconds(age, where))
+                raise ConfigurationError(
+                    f"{where}reuse= takes only 'max_age' and 'table', not {', '.join(map(repr, unknown))}"
+                )
+            age, table = value.get("max_age"), value.get("table")
+            if table is not None and (not isinstance(table, str) or not table.strip()):
+                raise ConfigurationError(f"{where}reuse 'table' must be a BigQuery table name, not {table!r}")
+            return cls(None if age is None else _seconds(age, where), table)
         raise ConfigurationError(
             f"{where}reuse= must be True, a timedelta (the oldest answer to reuse) or {{'max_age': timedelta}}, "
             f"not {value!r}"
@@ -235,24 +243,30 @@ def _words(values: Any, code: Literal["Q", "I"], size: int) -> memoryview:
 class ReuseLookup:
     """A run's lookup: fingerprints each request line, and takes the stored answer when there is one.
 
-    :param store: the store's folder; its segments younger than ``settings.max_age_seconds`` count.
+    :param store: the store's folder (or its BigQuery table, ``reuse_table.py``); its segments
+        younger than ``settings.max_age_seconds`` count.
     :param key: :func:`request_key` of the job.
     :param pinned: only the segments of these names (those an earlier try of the task saw).
     """
 
-    def __init__(self, store: StoragePath, settings: ReuseSettings, key: bytes, pinned: set[str] | None = None) -> None:
-        self.store = store
+    def __init__(
+        self, store: StoragePath | ReuseTable, settings: ReuseSettings, key: bytes, pinned: set[str] | None = None
+    ) -> None:
+        self.store: Any = store  # a folder or a ``ReuseTable``; ``uri_of`` names either
         self.settings = settings
         self.key = key
         self._keyed = _blake2b(digest_size=16, key=key)
         self.closed = False
-        segments = list_segments(store, settings.max_age_seconds)
+        if isinstance(store, ReuseTable):  # the store's own listing reads the (pinned) segments only
+            segments = store.list_segments(settings.max_age_seconds, pinned)
+        else:
+            segments = list_segments(store, settings.max_age_seconds)
         if pinned is not None:
             segments = [segment for segment in segments if segment.path.name in pinned]
         self.index = ReuseIndex(segments)
         log.info(
             "Reuse store %s: %d answer(s) in %d segment(s) to look requests up in",
-            uri_of(store),
+            str(self.store),
             self.index.total_rows,
             len(self.index.segments),
         )

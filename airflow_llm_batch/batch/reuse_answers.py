@@ -5,14 +5,15 @@ first try, so a retry of the task leaves out exactly the items its first try lef
 reused rows to ``reused.jsonl`` in the attempt folder and says so in the manifest's
 ``extra["reuse"]``. Results (``results.py``, ``finish.py``) writes those rows first, then stores
 this attempt's succeeded answers (whose output passed the schema check: any other is a failed row)
-as a new segment. The Results summary carries ``reuse`` on, so a retry round stores its answers too.
+as a new segment (or, with ``reuse={"table": ...}``, as the attempt's rows of a BigQuery table,
+``reuse_table.py``). The Results summary carries ``reuse`` on, so a retry round stores its answers too.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from airflow_llm_batch.batch import jsonl
@@ -20,6 +21,7 @@ from airflow_llm_batch.batch.manifest import Manifest
 from airflow_llm_batch.batch.records import ItemResult, ItemStatus, JobKey
 from airflow_llm_batch.batch.reuse import Fingerprints, ReuseLookup, ReuseSettings
 from airflow_llm_batch.batch.reuse_store import write_segment
+from airflow_llm_batch.batch.reuse_table import ReuseTable
 from airflow_llm_batch.batch.state import JobLayout
 from airflow_llm_batch.batch.storage import StoragePath, uri_of
 
@@ -43,7 +45,7 @@ def reused_from_label(job_key: JobKey, attempt: int) -> str:
 
 
 def open_lookup(
-    layout: JobLayout, store: StoragePath, settings: ReuseSettings, key: bytes, pin: bool = True
+    layout: JobLayout, store: StoragePath | ReuseTable, settings: ReuseSettings, key: bytes, pin: bool = True
 ) -> ReuseLookup:
     """The lookup over the segments this attempt's first try saw (recorded then in ``reuse.json``,
     unless ``pin`` is false: a dry run records nothing)."""
@@ -63,15 +65,23 @@ def open_lookup(
 def record_reused(lookup: ReuseLookup, layout: JobLayout, settings: ReuseSettings) -> dict[str, Any]:
     """Write the reused rows beside the requests; return the manifest's ``extra["reuse"]``."""
     path = layout.root / REUSED_ROWS
-    written = lookup.write_reused(path)
+    try:
+        written = lookup.write_reused(path)
+    finally:
+        if isinstance(lookup.store, ReuseTable):
+            lookup.store.close()
     log.info("Wrote the %d reused row(s) to %s", written, uri_of(path))
-    return {
-        "store": uri_of(lookup.store),
+    reuse: dict[str, Any] = {
+        "store": str(lookup.store),
         "key": lookup.key.hex(),
         "max_age_seconds": settings.max_age_seconds,
         "items": written,
         "rows_uri": uri_of(path),
     }
+    if isinstance(lookup.store, ReuseTable):  # what a Results task needs to open it again
+        table = lookup.store
+        reuse.update(table=table.table, conn_id=table.conn_id, scope=[table.dag_id, table.task_id])
+    return reuse
 
 
 def reused_rows(manifest: Manifest, layout: JobLayout) -> Iterator[ItemResult]:
@@ -83,8 +93,16 @@ def reused_rows(manifest: Manifest, layout: JobLayout) -> Iterator[ItemResult]:
         yield ItemResult(**row)
 
 
-def store_answers(manifest: Manifest, layout: JobLayout, results: StoragePath, store_path: Any) -> int:
+def store_answers(
+    manifest: Manifest,
+    layout: JobLayout,
+    results: StoragePath,
+    store_path: Any,
+    open_table: Callable[[Mapping[str, Any]], ReuseTable] | None = None,
+) -> int:
     """Append this attempt's succeeded, newly answered rows to the store; return how many.
+
+    :param open_table: opens the BigQuery table a manifest names (``extra["reuse"]["table"]``).
 
     Never fails the task: a store that cannot be written is reported, and the next run asks again.
     """
@@ -92,10 +110,17 @@ def store_answers(manifest: Manifest, layout: JobLayout, results: StoragePath, s
     if not reuse:
         return 0
     label = reused_from_label(manifest.job_key, manifest.attempt)
-    store = store_path(reuse["store"])
+    table: ReuseTable | None = None
     try:
         fingerprints = Fingerprints(bytes.fromhex(reuse["key"]))
-        stored = write_segment(store, label, _answers(manifest, layout, results, fingerprints))
+        answers = _answers(manifest, layout, results, fingerprints)
+        if reuse.get("table"):
+            if open_table is None:
+                raise RuntimeError("this task cannot open BigQuery tables")
+            table = open_table(reuse)
+            stored = table.write(label, answers)
+        else:
+            stored = write_segment(store_path(reuse["store"]), label, answers)
     except Exception as err:
         log.warning(
             "The answers of %s could not be stored in the reuse store %s (%s: %s); the results are "
@@ -106,6 +131,9 @@ def store_answers(manifest: Manifest, layout: JobLayout, results: StoragePath, s
             err,
         )
         return 0
+    finally:
+        if table is not None:
+            table.close()
     log.info("Stored %d answer(s) in the reuse store %s", stored, reuse["store"])
     return stored
 
@@ -146,4 +174,11 @@ def reuse_of_summary(summary: Mapping[str, Any]) -> dict[str, Any] | None:
     reuse = summary.get("reuse")
     if not reuse:
         return None
-    return {"store": reuse["store"], "key": reuse["key"], "max_age_seconds": reuse.get("max_age_seconds"), "items": 0}
+    kept = {key: reuse[key] for key in ("table", "conn_id", "scope") if key in reuse}  # a BigQuery table store
+    return {
+        "store": reuse["store"],
+        "key": reuse["key"],
+        "max_age_seconds": reuse.get("max_age_seconds"),
+        "items": 0,
+        **kept,
+    }

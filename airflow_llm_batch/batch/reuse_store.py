@@ -22,8 +22,8 @@ import logging
 import time
 import uuid
 from array import array
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_llm_batch.batch.storage import StoragePath, uri_of
@@ -38,12 +38,17 @@ _ROWS_PER_GROUP = 16_384
 
 @dataclass(frozen=True)
 class Segment:
-    """One readable segment: where it is, when its answers were stored, who answered, how many."""
+    """One readable segment: where it is, when its answers were stored, who answered, how many.
+
+    :param reader: reads a column of a segment kept elsewhere (``reuse_table.py``: one attempt's
+        rows of a BigQuery table); ``None``: ``path`` is a Parquet file.
+    """
 
     path: Any
     stored_at: float
     reused_from: str
     rows: int
+    reader: Callable[[Segment, str], Iterator[Any]] | None = field(default=None, compare=False)
 
 
 def segment_name(reused_from: str) -> str:
@@ -131,7 +136,7 @@ def segment_stored_at(path: Any) -> float:
 def warn_unreadable(path: Any, err: BaseException) -> None:
     log.warning(
         "Reuse store segment %s cannot be read (%s: %s); its answers are not reused and those items are "
-        "submitted again. Delete the file to silence this warning.",
+        "submitted again. Delete the file (or the table's rows) to silence this warning.",
         uri_of(path),
         type(err).__name__,
         err,
@@ -140,6 +145,9 @@ def warn_unreadable(path: Any, err: BaseException) -> None:
 
 def iter_column(segment: Segment, column: str) -> Iterator[Any]:
     """The segment's ``column`` as Arrow arrays, a row group at a time (raises when it is damaged)."""
+    if segment.reader is not None:
+        yield from segment.reader(segment, column)
+        return
     import pyarrow.parquet as pq
 
     with segment.path.open("rb") as stream:

@@ -30,6 +30,7 @@ from airflow_llm_batch.batch.records import JobKey, Kind
 from airflow_llm_batch.batch.retry import prepare_retry, retryable_ids
 from airflow_llm_batch.batch.reuse import ReuseLookup, ReuseSettings, request_key
 from airflow_llm_batch.batch.reuse_answers import open_lookup, record_reused, reuse_of_summary
+from airflow_llm_batch.batch.reuse_table import ReuseTable
 from airflow_llm_batch.batch.state import JobLayout
 from airflow_llm_batch.batch.storage import StoragePath
 from airflow_llm_batch.batch.templates import PromptTemplate
@@ -69,7 +70,7 @@ class FirstRound:
     preflight: PreflightSettings = field(default_factory=PreflightSettings)
     quota: QueueQuota | None = None
     reuse: ReuseSettings | None = None
-    reuse_store: StoragePath | None = None
+    reuse_store: StoragePath | ReuseTable | None = None
 
 
 def submit_first(round_: FirstRound, backend: BatchBackend, layout: JobLayout, job_key: JobKey) -> Manifest:

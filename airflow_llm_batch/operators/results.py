@@ -102,6 +102,7 @@ class LLMBatchResultsOperator(BaseOperator):
         from airflow_llm_batch.batch.manifest import Manifest
         from airflow_llm_batch.config import price_table
         from airflow_llm_batch.hooks.llm_batch import LLMBatchHook
+        from airflow_llm_batch.io.bigquery_reuse import reopen_reuse_table
         from airflow_llm_batch.io.sinks import open_sink
         from airflow_llm_batch.operators._common import job_key_of, run_gated, storage_path
 
@@ -120,6 +121,7 @@ class LLMBatchResultsOperator(BaseOperator):
                 cleanup=self.cleanup,
                 gates=self.gates,
                 allow_failed_batches=self.allow_failed_batches,
+                open_reuse_table=reopen_reuse_table,
                 **({} if self.late_output_grace is None else {"late_output_grace": float(self.late_output_grace)}),
             ),
         )

@@ -84,8 +84,10 @@ class LLMBatchSubmitOperator(BaseOperator):
     :param reuse: answer the items that ask exactly what they asked in an earlier run from that
         run's answers instead of submitting them (``docs/reuse.md``): ``True`` (any age), a
         ``timedelta`` or ``{"max_age": timedelta(days=30)}`` (older answers are asked again).
-        Answers are kept in ``{work_dir}/_reuse/{dag_id}/{task_id}/``; reused rows carry
-        ``reused_from``. ``None`` (default): every item is submitted.
+        Answers are kept in ``{work_dir}/_reuse/{dag_id}/{task_id}/``, or with ``{"table":
+        "project.dataset.llm_batch_reuse"}`` in that BigQuery table, through the connection of
+        the job's ``BigQuerySink`` (required then); reused rows carry ``reused_from``. ``None``
+        (default): every item is submitted.
     """
 
     template_fields: Sequence[str] = (
@@ -251,7 +253,8 @@ class LLMBatchSubmitOperator(BaseOperator):
         layout = JobLayout.for_job(work_dir, job_key, attempt=1, records=task_state_records(context))
         reuse = ReuseSettings.coerce(self.reuse, self.task_id)
         if reuse is not None:
-            first = replace(first, reuse=reuse, reuse_store=store_of(work_dir, job_key))
+            store = store_of(work_dir, job_key) if reuse.table is None else self._reuse_table(reuse.table, job_key)
+            first = replace(first, reuse=reuse, reuse_store=store)
         if _flag(self.dry_run_mode, "dry_run"):
             plan = plan_first(first, backend, layout, job_key)
             backend.close()
@@ -300,6 +303,12 @@ class LLMBatchSubmitOperator(BaseOperator):
 
         dataset = items_dataset_id(self._items())
         return operator_lineage(inputs=[dataset] if dataset else [])
+
+    def _reuse_table(self, table: str, job_key: Any) -> Any:
+        """``reuse={"table": ...}``: the table, through the BigQuery sink of a task downstream."""
+        from airflow_llm_batch.io.bigquery_reuse import reuse_table_for
+
+        return reuse_table_for(self.task_id, table, self.get_flat_relatives(upstream=False), job_key)
 
     def _quota(self, backend: Any) -> Any:
         """The queue quota: the connection's ``queue_quota`` extra, overridden by the argument."""

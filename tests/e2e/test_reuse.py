@@ -116,7 +116,7 @@ def test_each_night_pays_only_for_the_changed_tickets_even_through_a_retry_round
     assert "cannot be read" in output[0] and summary["cost"]["reused_items"] == 0
 
 
-def test_reused_rows_reach_a_bigquery_table_marked_and_once_per_ticket(dag_runner):
+def test_with_a_bigquery_store_and_sink_reused_rows_reach_the_table_marked_and_once_per_ticket(dag_runner):
     from tests.e2e.conftest import GCP_PROJECT, bigquery_client
 
     emulator = dag_runner.emulator
@@ -140,3 +140,10 @@ def test_reused_rows_reach_a_bigquery_table_marked_and_once_per_ticket(dag_runne
     assert {r["id"] for r in rows if r["reused_from"]} == ids - changed
     assert {r["reused_from"] for r in rows if r["reused_from"]} == {f"{night_1}/attempt-1"}
     assert all(r["status"] == "succeeded" and r["category"] for r in rows)  # typed columns filled too
+    # The answers are kept in the BigQuery table, not the work dir: 50 from night 1, the changed from night 2.
+    store = f"SELECT reused_from, COUNT(*) AS n FROM `{GCP_PROJECT}.reuse.llm_batch_reuse` GROUP BY reused_from"
+    assert {r["reused_from"]: r["n"] for r in bq.query(store).result()} == {
+        f"{night_1}/attempt-1": 50,
+        f"{tables[1][0]}/attempt-1": len(changed),
+    }
+    assert not (dag_runner.sandbox.work_dir / "_reuse" / "e2e_reuse_bigquery").exists()

@@ -101,3 +101,90 @@ def test_the_operator_refuses_a_reuse_it_cannot_read_when_the_dag_is_parsed():
         LLMBatchSubmitOperator(task_id="ok", reuse=good, **common)
     with pytest.raises(ConfigurationError, match="reuse must be True, a timedelta"):
         LLMBatchSubmitOperator(task_id="bad", reuse="30 days", **common)
+
+
+def test_a_reuse_table_needs_a_bigquery_sink_after_the_submit_task():
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_llm_batch.exceptions import ConfigurationError
+    from airflow_llm_batch.io.bigquery import GoogleSettings
+    from airflow_llm_batch.io.bigquery_sink import BigQuerySink
+    from airflow_llm_batch.operators.results import LLMBatchResultsOperator
+    from airflow_llm_batch.operators.submit import LLMBatchSubmitOperator
+
+    common = {"items": [], "model": "gpt-4.1-mini", "prompt_template": "{text}"}
+    reuse = {"max_age": timedelta(days=30), "table": "ds.llm_batch_reuse"}
+    with pytest.raises(ConfigurationError, match="typo: reuse= takes only 'max_age' and 'table', not 'tabel'"):
+        ReuseSettings.coerce({"tabel": "ds.t"}, "typo")
+    assert ReuseSettings.coerce(reuse) == ReuseSettings(30 * 86400.0, "ds.llm_batch_reuse")
+    with DAG("no_sink", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+        submit = LLMBatchSubmitOperator(task_id="submit", reuse=reuse, **common)
+        submit >> LLMBatchResultsOperator(task_id="results", manifest=submit.output)
+    with pytest.raises(ConfigurationError, match=r"submit: reuse 'table' \('ds.llm_batch_reuse'\).*no task after"):
+        submit._reuse_table("ds.llm_batch_reuse", JOB)
+
+    settings = GoogleSettings(project="proj", bigquery_endpoint="http://127.0.0.1:1", token="t")
+    with DAG("with_sink", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")):
+        submit = LLMBatchSubmitOperator(task_id="submit", reuse=reuse, **common)
+        sink = BigQuerySink("ds.labels", conn_id="bq", settings=settings)
+        submit >> LLMBatchResultsOperator(task_id="results", manifest=submit.output, sink=sink)
+    table = submit._reuse_table("ds.llm_batch_reuse", JOB)  # no API call: the table is read at the lookup
+    assert (table.table, table.conn_id, table.dag_id, table.task_id) == (
+        "proj.ds.llm_batch_reuse",
+        "bq",
+        "nightly",
+        "submit",
+    )
+
+
+def test_llm_batch_step_passes_its_sink_to_final_where_a_reuse_table_finds_it():
+    import pendulum
+    from airflow.sdk import DAG
+
+    from airflow_llm_batch.io.bigquery import GoogleSettings
+    from airflow_llm_batch.io.bigquery_sink import BigQuerySink
+    from airflow_llm_batch.task_group import llm_batch_step
+
+    settings = GoogleSettings(project="proj", bigquery_endpoint="http://127.0.0.1:1", token="t")
+    sink = BigQuerySink("ds.labels", conn_id="bq", settings=settings)
+    with DAG("step", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+        llm_batch_step(
+            "triage",
+            items=[],
+            model="gpt-4.1-mini",
+            prompt_template="{text}",
+            reuse={"table": "ds.llm_batch_reuse"},
+            sink=sink,
+        )
+    assert dag.task_dict["triage.final"].sink is sink
+    table = dag.task_dict["triage.submit"]._reuse_table("ds.llm_batch_reuse", JOB)
+    assert (table.table, table.conn_id) == ("proj.ds.llm_batch_reuse", "bq")
+
+
+def test_a_transaction_cancelled_for_another_writer_is_run_again(monkeypatch):
+    import airflow_llm_batch.batch.reuse_table as reuse_table
+    from airflow_llm_batch.io.bigquery import GoogleSettings
+
+    class Client:  # what BigQuery does when two transactions mutate one table: cancels one
+        def __init__(self, conflicts: int) -> None:
+            self.conflicts, self.runs = conflicts, 0
+
+        def query(self, script, job_config):
+            self.runs += 1
+            if self.runs <= self.conflicts:
+                raise RuntimeError("Could not serialize access to table p.d.t due to concurrent update")
+            return self
+
+        def result(self):
+            return []
+
+    monkeypatch.setattr(reuse_table, "_CONFLICT_WAIT", 0.0)
+    table = reuse_table.ReuseTable(GoogleSettings(project="p"), "p.d.t", "dag", "task")
+    table._client = Client(conflicts=2)
+    table._run_replacing("BEGIN TRANSACTION; ...", None)
+    assert table._client.runs == 3
+    table._client = Client(conflicts=99)
+    with pytest.raises(RuntimeError, match="concurrent update"):
+        table._run_replacing("BEGIN TRANSACTION; ...", None)
+    assert table._client.runs == reuse_table._CONFLICT_TRIES

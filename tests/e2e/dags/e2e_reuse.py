@@ -3,7 +3,7 @@
 The same 200 tickets are exported every night; ``E2E_NIGHT`` says which night it is, and each night
 after the first changes the body of a tenth of them (a different tenth each night). Only those are
 asked again; the rest are answered from the earlier nights. ``e2e_reuse_bigquery``: the first 50
-of them in three tasks, the results loaded into a BigQuery table.
+of them in three tasks, the results loaded into a BigQuery table and the answers kept in another.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ with DAG(dag_id="e2e_reuse_bigquery", schedule=None, start_date=pendulum.datetim
         parameters={"max_tokens": 200},
         response_schema=TRIAGE_SCHEMA,
         conn_id="llm_batch_openai",
-        reuse=True,
+        reuse={"max_age": timedelta(days=30), "table": "reuse.llm_batch_reuse"},  # through the sink's connection
     )
     wait = LLMBatchCompletionSensor(task_id="wait", manifest=submit.output)
     results = LLMBatchResultsOperator(
