@@ -115,7 +115,7 @@ def purge_reuse_segments(
     :param dry_run: list what would be removed, remove nothing.
     :param now: the current time (Unix seconds), for tests.
     """
-    from airflow_llm_batch.batch.reuse_store import SEGMENT_PREFIX, SEGMENT_SUFFIX, segment_stored_at
+    from airflow_llm_batch.batch.reuse_store import is_segment, segment_stored_at
 
     if older_than_days <= 0:
         raise ValueError(f"older_than_days must be positive, not {older_than_days}")
@@ -128,10 +128,9 @@ def purge_reuse_segments(
             continue
         for task_folder in _folders(dag_folder, skip_shared=False):
             for path in sorted(task_folder.iterdir(), key=lambda child: child.name):
-                name = path.name
-                if name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX):
+                if is_segment(path):
                     old = segment_stored_at(path) < cutoff
-                elif name.startswith(".tmp-"):
+                elif path.name.startswith(".tmp-"):
                     old = float(path.stat().st_mtime) < cutoff_temporary
                 else:
                     continue

@@ -261,8 +261,8 @@ class ReuseLookup:
             segments = store.list_segments(settings.max_age_seconds, pinned)
         else:
             segments = list_segments(store, settings.max_age_seconds)
-        if pinned is not None:
-            segments = [segment for segment in segments if segment.path.name in pinned]
+            if pinned is not None:
+                segments = [segment for segment in segments if segment.path.name in pinned]
         self.index = ReuseIndex(segments)
         log.info(
             "Reuse store %s: %d answer(s) in %d segment(s) to look requests up in",

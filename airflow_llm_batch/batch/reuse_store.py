@@ -64,7 +64,7 @@ def list_segments(root: StoragePath, max_age_seconds: float | None, now: float |
         _forget_listings(root)  # a listing cached earlier in this process may miss new segments
         if not root.exists():
             return []
-        names = sorted(path for path in root.iterdir() if _is_segment(path))  # type: ignore[attr-defined]
+        names = sorted(path for path in root.iterdir() if is_segment(path))  # type: ignore[attr-defined]
         _forget_listings(root)  # and this one must not hide a file another worker writes later
     except Exception as err:  # an object store's listing can fail in many ways; none may lose the run
         log.warning("The reuse store %s cannot be listed (%s); treating it as empty", uri_of(root), err)
@@ -94,7 +94,7 @@ def _forget_listings(root: Any) -> None:
         fs.invalidate_cache()
 
 
-def _is_segment(path: Any) -> bool:
+def is_segment(path: Any) -> bool:
     name = path.name
     return name.startswith(SEGMENT_PREFIX) and name.endswith(SEGMENT_SUFFIX)
 
@@ -122,15 +122,10 @@ def _read_footer(path: Any) -> Segment | None:
 
 def segment_stored_at(path: Any) -> float:
     """When a segment's answers were stored: its metadata's time, or, for a segment that cannot be
-    read, the file's own time (housekeeping, ``maintenance.purge_reuse_segments``)."""
-    import pyarrow.parquet as pq
-
-    try:
-        with path.open("rb") as stream:
-            metadata = pq.ParquetFile(stream).schema_arrow.metadata or {}
-        return float(metadata[b"stored_at"].decode())
-    except Exception:
-        return float(path.stat().st_mtime)
+    read (reported as :func:`list_segments` reports it), the file's own time (housekeeping,
+    ``maintenance.purge_reuse_segments``)."""
+    segment = _read_footer(path)
+    return segment.stored_at if segment is not None else float(path.stat().st_mtime)
 
 
 def warn_unreadable(path: Any, err: BaseException) -> None:

@@ -332,28 +332,33 @@ def _write_file(
         ]
     )
     stamp = int(stored_at * 1_000_000)
-    count = 0
+
+    def batch(group: list[tuple[bytes, bytes]], first: int) -> Any:
+        n = len(group)
+        keys = [int.from_bytes(fingerprint[:8], "little", signed=True) for fingerprint, _ in group]
+        columns = [
+            pa.array([dag_id] * n, pa.string()),
+            pa.array([task_id] * n, pa.string()),
+            pa.array([reused_from] * n, pa.string()),
+            pa.array([stamp] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+            pa.array(range(first, first + n), pa.int64()),
+            pa.array(keys, pa.int64()),
+            pa.array([fingerprint for fingerprint, _ in group], pa.binary()),
+            pa.array([row for _, row in group], pa.binary()).cast(pa.string()),
+        ]
+        return pa.record_batch(columns, schema=schema)
+
+    # The answers are streamed a row group at a time (an attempt may store a million of them).
+    count, group = 0, []
     with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        group: list[tuple[bytes, bytes]] = []
-        for answer in [*answers, None]:
-            if answer is not None:
-                group.append(answer)
-            if group and (answer is None or len(group) == _ROWS_PER_GROUP):
-                n = len(group)
-                keys = [int.from_bytes(fingerprint[:8], "little", signed=True) for fingerprint, _ in group]
-                columns = [
-                    pa.array([dag_id] * n, pa.string()),
-                    pa.array([task_id] * n, pa.string()),
-                    pa.array([reused_from] * n, pa.string()),
-                    pa.array([stamp] * n, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                    pa.array(range(count, count + n), pa.int64()),
-                    pa.array(keys, pa.int64()),
-                    pa.array([fingerprint for fingerprint, _ in group], pa.binary()),
-                    pa.array([row for _, row in group], pa.binary()).cast(pa.string()),
-                ]
-                writer.write_batch(pa.record_batch(columns, schema=schema))
-                count += n
-                group = []
+        for answer in answers:
+            group.append(answer)
+            if len(group) == _ROWS_PER_GROUP:
+                writer.write_batch(batch(group, count))
+                count, group = count + len(group), []
+        if group:
+            writer.write_batch(batch(group, count))
+            count += len(group)
     return count
 
 
